@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 
-from obproxy_tx.wire.errors import ErrorCode, RemoteProtocolError
+from obproxy_tx.wire.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
@@ -67,8 +67,6 @@ def lenenc_int(value: int) -> bytes:
     """
     if value < 0xFB:
         if value < 0:
-            from obproxy_tx.wire.errors import LocalProtocolError
-
             raise LocalProtocolError(f"length-encoded integer cannot be negative: {value}")
         return bytes((value,))
     if value <= 0xFFFF:
@@ -77,8 +75,6 @@ def lenenc_int(value: int) -> bytes:
         return b"\xfd" + _U32.pack(value)[:3]
     if value <= 0xFFFFFFFFFFFFFFFF:
         return b"\xfe" + _U64.pack(value)
-    from obproxy_tx.wire.errors import LocalProtocolError
-
     raise LocalProtocolError(f"length-encoded integer too large: {value}")
 
 
