@@ -48,12 +48,55 @@ Spec: U{https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_connecti
 from __future__ import annotations
 
 import enum
-from typing import Any, Iterable
+import sys
+from typing import Any, Callable, Iterable, Union
 
 import attrs
 
-from obproxy_tx.wire.constants import Capability, ServerStatus
-from obproxy_tx.wire.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from obproxy_tx.wire.constants import MAX_PACKET_CHUNK, Capability, ServerStatus
+from obproxy_tx.wire.errors import (
+    ErrorCode,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+)
+from obproxy_tx.wire.framing import PacketFramer
+from obproxy_tx.wire.packets import (
+    AuthMoreData,
+    AuthSwitchRequest,
+    AuthSwitchResponse,
+    BinaryRow,
+    ColumnCount,
+    ColumnDefinition41,
+    ComChangeUser,
+    ComFieldList,
+    ComInitDB,
+    ComPing,
+    ComProcessKill,
+    ComQuery,
+    ComQuit,
+    ComResetConnection,
+    ComSetOption,
+    ComStatistics,
+    ComStmtClose,
+    ComStmtExecute,
+    ComStmtFetch,
+    ComStmtPrepare,
+    ComStmtReset,
+    ComStmtSendLongData,
+    EOFPacket,
+    ERRPacket,
+    HandshakeResponse41,
+    HandshakeV10,
+    LocalInfileRequest,
+    OKPacket,
+    RawPacket,
+    SSLRequest,
+    StmtPrepareOK,
+    TextRow,
+    UnknownCommand,
+    decode_command,
+)
 
 __all__ = [
     "ClientConnection",
@@ -62,6 +105,7 @@ __all__ = [
     "LocalInfileData",
     "LocalProtocolError",
     "Phase",
+    "PreparedStatementInfo",
     "RemoteProtocolError",
     "Role",
     "RowData",
@@ -215,6 +259,15 @@ class RowData:
     def __hash__(self) -> int:
         return hash((RowData, self.payload))
 
+    def encode(self, capabilities: Capability) -> bytes:
+        """
+        Return the payload (rows are relayed verbatim).
+
+        @param capabilities: unused; present for the packet interface.
+        @return: L{payload}.
+        """
+        return self.payload
+
     def __repr__(self) -> str:
         return f"RowData(payload={self.payload!r})"
 
@@ -231,6 +284,26 @@ class LocalInfileData:
     """
 
     data: bytes
+
+    def encode(self, capabilities: Capability) -> bytes:
+        """
+        Return the payload.
+
+        @param capabilities: unused; present for the packet interface.
+        @return: the file bytes.
+        """
+        return self.data
+
+    @classmethod
+    def decode(cls, payload: bytes, capabilities: Capability) -> LocalInfileData:
+        """
+        Wrap a received payload.
+
+        @param payload: the packet payload.
+        @param capabilities: unused; present for the packet interface.
+        @return: the chunk.
+        """
+        return cls(payload)
 
 
 @attrs.frozen
@@ -272,17 +345,402 @@ class StatisticsResponse:
 Event = Any
 
 
+@attrs.frozen
+class PreparedStatementInfo:
+    """
+    What a connection remembers about a statement prepared through it.
+
+    @ivar statement_id: the id from C{StmtPrepareOK}.
+    @ivar param_count: how many parameters the statement takes.
+    @ivar column_count: how many columns its result has.
+    @ivar param_types: the C{(type, unsigned)} pairs bound by the last
+        C{COM_STMT_EXECUTE} that sent them (C{None} before any), needed to
+        decode an execute that does not repeat them.
+    @ivar long_data: indexes of the parameters sent with
+        C{COM_STMT_SEND_LONG_DATA} since the last execute or reset.
+    """
+
+    statement_id: int
+    param_count: int
+    column_count: int
+    param_types: Any = None
+    long_data: frozenset[int] = frozenset()
+
+
+# --------------------------------------------------------------------------
+# The tables.
+#
+# Rule 1: every rule about which packet may follow which lives in _TRANSITIONS
+# and in _Connection._decide (for the data-dependent ones).
+# Rule 2: every rule about what a received payload *is* lives in the _read_*
+# functions registered in _READERS. Nothing else looks at first bytes.
+# --------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Decision:
+    """
+    A transition whose target phase depends on data (see L{_Connection._decide}).
+
+    @ivar name: what it decides, for diagrams.
+    @ivar targets: every phase it can lead to.
+    """
+
+    name: str
+    targets: tuple[Phase, ...]
+
+
+_END_OF_RESULT = _Decision(
+    "SERVER_MORE_RESULTS_EXISTS?", (Phase.RESULT_PENDING, Phase.COMMAND_IDLE)
+)
+_AFTER_COLUMN_COUNT = _Decision(
+    "metadata follows? DEPRECATE_EOF?",
+    (Phase.RESULT_COLUMNS, Phase.RESULT_COLUMNS_EOF, Phase.RESULT_ROWS),
+)
+_AFTER_COLUMN = _Decision(
+    "columns left? DEPRECATE_EOF?",
+    (Phase.RESULT_COLUMNS, Phase.RESULT_COLUMNS_EOF, Phase.RESULT_ROWS, Phase.COMMAND_IDLE),
+)
+_AFTER_COLUMNS_EOF = _Decision("cursor opened?", (Phase.RESULT_ROWS, Phase.COMMAND_IDLE))
+_AFTER_PREPARE_OK = _Decision(
+    "params? columns?", (Phase.PREPARE_PARAMS, Phase.PREPARE_COLUMNS, Phase.COMMAND_IDLE)
+)
+_AFTER_PARAM = _Decision(
+    "params left? DEPRECATE_EOF? columns?",
+    (
+        Phase.PREPARE_PARAMS,
+        Phase.PREPARE_PARAMS_EOF,
+        Phase.PREPARE_COLUMNS,
+        Phase.COMMAND_IDLE,
+    ),
+)
+_AFTER_PARAMS_EOF = _Decision("columns?", (Phase.PREPARE_COLUMNS, Phase.COMMAND_IDLE))
+_AFTER_PREPARE_COLUMN = _Decision(
+    "columns left? DEPRECATE_EOF?",
+    (Phase.PREPARE_COLUMNS, Phase.PREPARE_COLUMNS_EOF, Phase.COMMAND_IDLE),
+)
+_AFTER_INFILE_DATA = _Decision("empty packet?", (Phase.LOCAL_INFILE, Phase.LOCAL_INFILE_DONE))
+
+_Target = Union[Phase, _Decision]
+
+_S = Role.SERVER
+_C = Role.CLIENT
+_ROWS: dict[type, _Target] = {
+    RowData: Phase.RESULT_ROWS,
+    TextRow: Phase.RESULT_ROWS,
+    BinaryRow: Phase.RESULT_ROWS,
+}
+
+#: (sender, phase) -> {event type: next phase or decision}. Not listed: illegal.
+_TRANSITIONS: dict[tuple[Role, Phase], dict[type, _Target]] = {
+    # Connection phase.
+    (_S, Phase.CONNECT): {HandshakeV10: Phase.HANDSHAKE_SENT, ERRPacket: Phase.CLOSED},
+    (_C, Phase.HANDSHAKE_SENT): {
+        SSLRequest: Phase.SSL_REQUESTED,
+        HandshakeResponse41: Phase.AUTHENTICATING,
+    },
+    (_C, Phase.TLS_ESTABLISHED): {HandshakeResponse41: Phase.AUTHENTICATING},
+    (_S, Phase.AUTHENTICATING): {
+        AuthSwitchRequest: Phase.AUTH_SWITCH_SENT,
+        AuthMoreData: Phase.AUTH_MORE_DATA,
+        OKPacket: Phase.COMMAND_IDLE,
+        ERRPacket: Phase.CLOSED,
+    },
+    (_C, Phase.AUTH_SWITCH_SENT): {AuthSwitchResponse: Phase.AUTHENTICATING},
+    (_S, Phase.AUTH_MORE_DATA): {
+        AuthMoreData: Phase.AUTH_MORE_DATA,
+        OKPacket: Phase.COMMAND_IDLE,
+        ERRPacket: Phase.CLOSED,
+    },
+    (_C, Phase.AUTH_MORE_DATA): {AuthSwitchResponse: Phase.AUTHENTICATING},
+    # Command phase.
+    (_C, Phase.COMMAND_IDLE): {
+        ComQuery: Phase.RESULT_PENDING,
+        ComStmtExecute: Phase.RESULT_PENDING,
+        ComStmtFetch: Phase.RESULT_ROWS,
+        ComStmtPrepare: Phase.PREPARE_SENT,
+        ComFieldList: Phase.FIELD_LIST,
+        ComStatistics: Phase.STATISTICS,
+        ComChangeUser: Phase.CHANGE_USER,
+        ComInitDB: Phase.SIMPLE_REPLY,
+        ComPing: Phase.SIMPLE_REPLY,
+        ComProcessKill: Phase.SIMPLE_REPLY,
+        ComResetConnection: Phase.SIMPLE_REPLY,
+        ComSetOption: Phase.SIMPLE_REPLY,
+        ComStmtReset: Phase.SIMPLE_REPLY,
+        UnknownCommand: Phase.SIMPLE_REPLY,
+        ComStmtClose: Phase.COMMAND_IDLE,
+        ComStmtSendLongData: Phase.COMMAND_IDLE,
+        ComQuit: Phase.CLOSED,
+    },
+    # An idle server only speaks to say why it is about to close (e.g. 4031).
+    (_S, Phase.COMMAND_IDLE): {ERRPacket: Phase.CLOSED},
+    (_S, Phase.SIMPLE_REPLY): {
+        OKPacket: Phase.COMMAND_IDLE,
+        ERRPacket: Phase.COMMAND_IDLE,
+        EOFPacket: Phase.COMMAND_IDLE,
+    },
+    (_S, Phase.RESULT_PENDING): {
+        OKPacket: _END_OF_RESULT,
+        ERRPacket: Phase.COMMAND_IDLE,
+        LocalInfileRequest: Phase.LOCAL_INFILE,
+        ColumnCount: _AFTER_COLUMN_COUNT,
+    },
+    (_S, Phase.RESULT_COLUMNS): {ColumnDefinition41: _AFTER_COLUMN},
+    (_S, Phase.RESULT_COLUMNS_EOF): {EOFPacket: _AFTER_COLUMNS_EOF},
+    (_S, Phase.RESULT_ROWS): {
+        **_ROWS,
+        EOFPacket: _END_OF_RESULT,
+        OKPacket: _END_OF_RESULT,
+        ERRPacket: Phase.COMMAND_IDLE,
+    },
+    (_C, Phase.LOCAL_INFILE): {LocalInfileData: _AFTER_INFILE_DATA},
+    (_S, Phase.LOCAL_INFILE_DONE): {OKPacket: _END_OF_RESULT, ERRPacket: Phase.COMMAND_IDLE},
+    (_S, Phase.PREPARE_SENT): {StmtPrepareOK: _AFTER_PREPARE_OK, ERRPacket: Phase.COMMAND_IDLE},
+    (_S, Phase.PREPARE_PARAMS): {ColumnDefinition41: _AFTER_PARAM},
+    (_S, Phase.PREPARE_PARAMS_EOF): {EOFPacket: _AFTER_PARAMS_EOF},
+    (_S, Phase.PREPARE_COLUMNS): {ColumnDefinition41: _AFTER_PREPARE_COLUMN},
+    (_S, Phase.PREPARE_COLUMNS_EOF): {EOFPacket: Phase.COMMAND_IDLE},
+    (_S, Phase.FIELD_LIST): {
+        ColumnDefinition41: Phase.FIELD_LIST,
+        EOFPacket: Phase.COMMAND_IDLE,
+        OKPacket: Phase.COMMAND_IDLE,
+        ERRPacket: Phase.COMMAND_IDLE,
+    },
+    (_S, Phase.STATISTICS): {StatisticsResponse: Phase.COMMAND_IDLE, ERRPacket: Phase.COMMAND_IDLE},
+    (_S, Phase.CHANGE_USER): {
+        AuthSwitchRequest: Phase.CHANGE_USER_SWITCH_SENT,
+        AuthMoreData: Phase.CHANGE_USER_MORE_DATA,
+        OKPacket: Phase.COMMAND_IDLE,
+        ERRPacket: Phase.COMMAND_IDLE,
+    },
+    (_C, Phase.CHANGE_USER_SWITCH_SENT): {AuthSwitchResponse: Phase.CHANGE_USER},
+    (_S, Phase.CHANGE_USER_MORE_DATA): {
+        AuthMoreData: Phase.CHANGE_USER_MORE_DATA,
+        OKPacket: Phase.COMMAND_IDLE,
+        ERRPacket: Phase.COMMAND_IDLE,
+    },
+    (_C, Phase.CHANGE_USER_MORE_DATA): {AuthSwitchResponse: Phase.CHANGE_USER},
+}
+
+#: Phases in which each role may send something (derived from L{_TRANSITIONS}).
+_TURNS: dict[Role, frozenset[Phase]] = {
+    role: frozenset(phase for (sender, phase) in _TRANSITIONS if sender is role) for role in Role
+}
+
+_OTHER = {Role.SERVER: Role.CLIENT, Role.CLIENT: Role.SERVER}
+
+_LOGIN_PHASES = frozenset((Phase.AUTHENTICATING, Phase.AUTH_MORE_DATA))
+_CHANGE_USER_PHASES = frozenset((Phase.CHANGE_USER, Phase.CHANGE_USER_MORE_DATA))
+#: Phases where the server sends a "rows are over" terminator (EOF or, under
+#: CLIENT_DEPRECATE_EOF, an OK with header 0xFE).
+_TERMINATOR_PHASES = frozenset((Phase.RESULT_ROWS, Phase.FIELD_LIST, Phase.SIMPLE_REPLY))
+#: Commands with no reply at all.
+_NO_REPLY = (ComStmtClose, ComStmtSendLongData, ComQuit)
+
+
+class _RuleBrokenError(Exception):
+    """
+    A rule was broken; the caller turns it into a Local or Remote protocol error.
+    """
+
+    def __init__(self, message: str, error_code: int = ErrorCode.ER_NET_PACKETS_OUT_OF_ORDER):
+        super().__init__(message)
+        self.message = message
+        self.error_code = error_code
+
+
+def _first(payload: bytes) -> int:
+    if not payload:
+        raise RemoteProtocolError("malformed packet: empty payload", ErrorCode.ER_MALFORMED_PACKET)
+    return payload[0]
+
+
+def _read_terminator(conn: _Connection, payload: bytes) -> Event:
+    # 0xFE ends rows / field lists / COM_SET_OPTION: a 5-byte EOF, or an OK
+    # whose header is 0xFE (at least 7 bytes) under CLIENT_DEPRECATE_EOF.
+    # Deciding by length accepts both whatever was negotiated.
+    if len(payload) < 7:
+        return EOFPacket.decode(payload, conn.capabilities)
+    return OKPacket.decode(payload, conn.capabilities)
+
+
+def _read_greeting(conn: _Connection, payload: bytes) -> Event:
+    if _first(payload) == 0xFF:
+        return ERRPacket.decode(payload, Capability(0))
+    return HandshakeV10.decode(payload, conn.capabilities)
+
+
+def _read_handshake_response(conn: _Connection, payload: bytes) -> Event:
+    # An SSLRequest is the first 32 bytes of a HandshakeResponse41 and nothing
+    # more; a real response has at least the username's NUL after them.
+    if len(payload) == 32:
+        return SSLRequest.decode(payload, conn.capabilities)
+    return HandshakeResponse41.decode(payload, conn.capabilities)
+
+
+def _read_handshake_response_tls(conn: _Connection, payload: bytes) -> Event:
+    return HandshakeResponse41.decode(payload, conn.capabilities)
+
+
+def _read_auth_from_server(conn: _Connection, payload: bytes) -> Event:
+    first = _first(payload)
+    if first == 0x00:
+        return OKPacket.decode(payload, conn.capabilities)
+    if first == 0xFF:
+        return ERRPacket.decode(payload, conn.capabilities)
+    if first == 0xFE:
+        return AuthSwitchRequest.decode(payload, conn.capabilities)
+    if first == 0x01:
+        return AuthMoreData.decode(payload, conn.capabilities)
+    raise RemoteProtocolError(
+        f"malformed packet: unexpected first byte 0x{first:02x} during authentication",
+        ErrorCode.ER_MALFORMED_PACKET,
+    )
+
+
+def _read_auth_from_client(conn: _Connection, payload: bytes) -> Event:
+    return AuthSwitchResponse.decode(payload, conn.capabilities)
+
+
+def _read_command(conn: _Connection, payload: bytes) -> Event:
+    # COM_STMT_EXECUTE comes back with its parameters undecoded; see
+    # _Connection.decode_execute.
+    return decode_command(payload, conn.capabilities)
+
+
+def _read_idle_server(conn: _Connection, payload: bytes) -> Event:
+    if _first(payload) == 0xFF:
+        return ERRPacket.decode(payload, conn.capabilities)
+    raise RemoteProtocolError(
+        "the server sent a packet while no command was pending", ErrorCode.CR_COMMANDS_OUT_OF_SYNC
+    )
+
+
+def _read_simple_reply(conn: _Connection, payload: bytes) -> Event:
+    first = _first(payload)
+    if first == 0x00:
+        return OKPacket.decode(payload, conn.capabilities)
+    if first == 0xFF:
+        return ERRPacket.decode(payload, conn.capabilities)
+    if first == 0xFE:
+        return _read_terminator(conn, payload)
+    raise RemoteProtocolError(
+        f"malformed packet: expected OK, ERR or EOF, got first byte 0x{first:02x}",
+        ErrorCode.ER_MALFORMED_PACKET,
+    )
+
+
+def _read_result(conn: _Connection, payload: bytes) -> Event:
+    first = _first(payload)
+    if first == 0x00:
+        return OKPacket.decode(payload, conn.capabilities)
+    if first == 0xFF:
+        return ERRPacket.decode(payload, conn.capabilities)
+    if first == 0xFB:
+        return LocalInfileRequest.decode(payload, conn.capabilities)
+    return ColumnCount.decode(payload, conn.capabilities)
+
+
+def _read_column(conn: _Connection, payload: bytes) -> Event:
+    return ColumnDefinition41.decode(payload, conn.capabilities)
+
+
+def _read_eof(conn: _Connection, payload: bytes) -> Event:
+    return EOFPacket.decode(payload, conn.capabilities)
+
+
+def _read_row(conn: _Connection, payload: bytes) -> Event:
+    # Text rows start with a length-encoded string (never 0xFF; 0xFE only for
+    # a value of 16 MiB or more, so the payload is at least 0xFFFFFF long);
+    # binary rows start with 0x00. So: 0xFF is ERR, a short 0xFE is the end.
+    first = _first(payload)
+    if first == 0xFF:
+        return ERRPacket.decode(payload, conn.capabilities)
+    if first == 0xFE and len(payload) < MAX_PACKET_CHUNK:
+        return _read_terminator(conn, payload)
+    return RowData(payload)
+
+
+def _read_infile_data(conn: _Connection, payload: bytes) -> Event:
+    return LocalInfileData(payload)
+
+
+def _read_ok_or_err(conn: _Connection, payload: bytes) -> Event:
+    if _first(payload) == 0xFF:
+        return ERRPacket.decode(payload, conn.capabilities)
+    return OKPacket.decode(payload, conn.capabilities)
+
+
+def _read_prepare_reply(conn: _Connection, payload: bytes) -> Event:
+    if _first(payload) == 0xFF:
+        return ERRPacket.decode(payload, conn.capabilities)
+    return StmtPrepareOK.decode(payload, conn.capabilities)
+
+
+def _read_field_list(conn: _Connection, payload: bytes) -> Event:
+    first = _first(payload)
+    if first == 0xFF:
+        return ERRPacket.decode(payload, conn.capabilities)
+    if first == 0xFE:
+        return _read_terminator(conn, payload)
+    return ColumnDefinition41.decode(payload, conn.capabilities)
+
+
+def _read_statistics(conn: _Connection, payload: bytes) -> Event:
+    if payload[:1] == b"\xff":
+        return ERRPacket.decode(payload, conn.capabilities)
+    return StatisticsResponse(payload)
+
+
+_Reader = Callable[["_Connection", bytes], Event]
+
+#: (sender, phase) -> how a payload sent by C{sender} in that phase is read.
+#: The only place where first bytes are interpreted.
+_READERS: dict[tuple[Role, Phase], _Reader] = {
+    (_S, Phase.CONNECT): _read_greeting,
+    (_C, Phase.HANDSHAKE_SENT): _read_handshake_response,
+    (_C, Phase.TLS_ESTABLISHED): _read_handshake_response_tls,
+    (_S, Phase.AUTHENTICATING): _read_auth_from_server,
+    (_S, Phase.AUTH_MORE_DATA): _read_auth_from_server,
+    (_C, Phase.AUTH_SWITCH_SENT): _read_auth_from_client,
+    (_C, Phase.AUTH_MORE_DATA): _read_auth_from_client,
+    (_C, Phase.COMMAND_IDLE): _read_command,
+    (_S, Phase.COMMAND_IDLE): _read_idle_server,
+    (_S, Phase.SIMPLE_REPLY): _read_simple_reply,
+    (_S, Phase.RESULT_PENDING): _read_result,
+    (_S, Phase.RESULT_COLUMNS): _read_column,
+    (_S, Phase.RESULT_COLUMNS_EOF): _read_eof,
+    (_S, Phase.RESULT_ROWS): _read_row,
+    (_C, Phase.LOCAL_INFILE): _read_infile_data,
+    (_S, Phase.LOCAL_INFILE_DONE): _read_ok_or_err,
+    (_S, Phase.PREPARE_SENT): _read_prepare_reply,
+    (_S, Phase.PREPARE_PARAMS): _read_column,
+    (_S, Phase.PREPARE_PARAMS_EOF): _read_eof,
+    (_S, Phase.PREPARE_COLUMNS): _read_column,
+    (_S, Phase.PREPARE_COLUMNS_EOF): _read_eof,
+    (_S, Phase.FIELD_LIST): _read_field_list,
+    (_S, Phase.STATISTICS): _read_statistics,
+    (_S, Phase.CHANGE_USER): _read_auth_from_server,
+    (_S, Phase.CHANGE_USER_MORE_DATA): _read_auth_from_server,
+    (_C, Phase.CHANGE_USER_SWITCH_SENT): _read_auth_from_client,
+    (_C, Phase.CHANGE_USER_MORE_DATA): _read_auth_from_client,
+}
+
+
 class _Connection:
     """
     What both roles share. Use L{ServerConnection} or L{ClientConnection}.
 
     @ivar role: L{Role.SERVER} or L{Role.CLIENT}.
-    @ivar phase: the current L{Phase}.
     @ivar capabilities: before the handshake, what this side offers (server) or
         wants (client); once the handshake response has passed, the negotiated
         set (what both sides have). Packets are encoded and decoded with it.
     @ivar server_capabilities: what the server's greeting offered (C{None}
         before the greeting passed).
+    @ivar client_capabilities: what the client's C{SSLRequest} /
+        C{HandshakeResponse41} asked for (C{None} before).
+    @ivar greeting: the C{HandshakeV10} sent or received (C{None} before).
     @ivar status_flags: the status flags of the last OK or EOF packet seen in
         either direction (initially those of the greeting).
     @ivar warnings: the warning count of the last OK or EOF packet.
@@ -291,8 +749,14 @@ class _Connection:
     @ivar columns_remaining: in L{Phase.RESULT_COLUMNS}, L{Phase.PREPARE_PARAMS}
         and L{Phase.PREPARE_COLUMNS}, how many definitions are still due.
     @ivar column_count: the column count of the current result set (0 outside one).
+    @ivar columns: the C{ColumnDefinition41}s of the current result set, as
+        sent or received (what C{BinaryRow.decode} and C{BinaryRow.encode} need).
     @ivar command: the command being answered (C{None} when idle).
+    @ivar statements: statement id -> L{PreparedStatementInfo} for statements
+        prepared through this connection (forgotten on COM_STMT_CLOSE,
+        COM_RESET_CONNECTION and COM_CHANGE_USER).
     @ivar compression: C{None}, C{"zlib"} or C{"zstd"}: the compressed protocol in use.
+    @ivar compression_level: the level used when compression is switched on.
     @ivar trailing_data: bytes received after an C{SSLRequest} that belong to the
         TLS handshake; the server adapter must hand them to its TLS layer (usually empty).
     """
@@ -311,9 +775,45 @@ class _Connection:
         @param compression_level: the zlib/zstd level used once the compressed
             protocol is switched on.
         """
-        raise NotImplementedError
+        self.capabilities = Capability(capabilities)
+        self.server_capabilities: Capability | None = None
+        self.client_capabilities: Capability | None = None
+        self.greeting: Any = None
+        self.max_packet_size = max_packet_size
+        self.compression_level = compression_level
+        self.compression: str | None = None
+        self.status_flags = ServerStatus(0)
+        self.warnings = 0
+        self.columns_remaining = 0
+        self.column_count = 0
+        self.columns: list[Any] = []
+        self.command: Any = None
+        self.statements: dict[int, PreparedStatementInfo] = {}
+        self.trailing_data = b""
+        self._phase = Phase.CONNECT
+        self._phase_before_error: Phase | None = None
+        self._framer: Any = PacketFramer(max_packet_size)
+        self._deprecate_eof = False
+        self._eof_received = False
+        # Server side, CLIENT_DEPRECATE_EOF: an EOF the result-set code sends
+        # here is the one the protocol omits; swallow it.
+        self._omitted_eof = False
+        self._compression_pending = False
+        self._prepared: Any = None
+        self._execute_long_data: frozenset[int] = frozenset()
+        self._execute_columns: dict[int, list[Any]] = {}
+        self._peer = _OTHER[self.role]
+        self._peer_turn = _TURNS[self._peer]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} phase={self._phase.name}>"
 
     # --- facts ------------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        """The current L{Phase}."""
+        return self._phase
 
     @property
     def deprecate_eof(self) -> bool:
@@ -321,17 +821,17 @@ class _Connection:
         Whether C{CLIENT_DEPRECATE_EOF} was negotiated (no EOF after column
         definitions; rows end with an OK whose header is 0xFE).
         """
-        raise NotImplementedError
+        return self._deprecate_eof
 
     @property
     def in_transaction(self) -> bool:
         """Whether the last status flags had C{SERVER_STATUS_IN_TRANS}."""
-        raise NotImplementedError
+        return bool(self.status_flags & ServerStatus.SERVER_STATUS_IN_TRANS)
 
     @property
     def autocommit(self) -> bool:
         """Whether the last status flags had C{SERVER_STATUS_AUTOCOMMIT}."""
-        raise NotImplementedError
+        return bool(self.status_flags & ServerStatus.SERVER_STATUS_AUTOCOMMIT)
 
     @property
     def more_results(self) -> bool:
@@ -339,17 +839,17 @@ class _Connection:
         Whether the last OK/EOF had C{SERVER_MORE_RESULTS_EXISTS} (another result
         of the same command follows; the phase is then L{Phase.RESULT_PENDING}).
         """
-        raise NotImplementedError
+        return bool(self.status_flags & ServerStatus.SERVER_MORE_RESULTS_EXISTS)
 
     @property
     def cursor_exists(self) -> bool:
         """Whether the last status flags had C{SERVER_STATUS_CURSOR_EXISTS}."""
-        raise NotImplementedError
+        return bool(self.status_flags & ServerStatus.SERVER_STATUS_CURSOR_EXISTS)
 
     @property
     def our_turn(self) -> bool:
         """Whether the current phase lets this side send something."""
-        raise NotImplementedError
+        return self._phase in _TURNS[self.role]
 
     # --- bytes in ---------------------------------------------------------
 
@@ -361,6 +861,11 @@ class _Connection:
         incomplete packets are buffered. C{b""} means the peer closed: the
         result is C{[ConnectionClosed(previous_phase)]} and the phase becomes
         L{Phase.CLOSED}.
+
+        Packets that arrive while it is not the peer's turn (a pipelining
+        client that sends its next command before the answer to the previous
+        one is out) stay buffered; L{next_events} returns them once our
+        answer brought the conversation back to the peer's turn.
 
         Per phase, payloads become: C{HandshakeV10}; C{SSLRequest} (stop here,
         start TLS, then call L{tls_started}; bytes after it are kept in
@@ -380,7 +885,94 @@ class _Connection:
         @raise LocalProtocolError: called after the connection entered
             L{Phase.ERROR}, or while TLS is being set up.
         """
-        raise NotImplementedError
+        if not data:
+            if self._eof_received:
+                return []
+            self._eof_received = True
+            previous = self._phase
+            if previous is not Phase.ERROR:
+                self._phase = Phase.CLOSED
+            return [ConnectionClosed(previous)]
+        phase = self._phase
+        if phase is Phase.ERROR:
+            raise LocalProtocolError("the connection is in the ERROR phase")
+        if phase is Phase.SSL_REQUESTED:
+            raise LocalProtocolError(
+                "data received during the TLS handshake: feed it to the TLS layer, "
+                "then call tls_started()"
+            )
+        if self._eof_received:
+            raise LocalProtocolError("data received after the end of the stream")
+        self._framer.feed(data)
+        return self.next_events()
+
+    def next_events(self) -> list[Event]:
+        """
+        Return the events of packets already received but not handed out yet:
+        those a pipelining peer sent while it was not its turn. Call it after
+        a L{send} that gave the turn back to the peer (it is cheap when
+        nothing is buffered). L{receive_data} calls it itself.
+
+        @return: the events, in order (possibly none).
+        @raise RemoteProtocolError: as L{receive_data}.
+        """
+        events: list[Event] = []
+        append = events.append
+        next_packet = self._framer.next_packet
+        peer_turn = self._peer_turn
+        rows = Phase.RESULT_ROWS
+        # An idle server may send an ERR before closing, numbered as it likes.
+        lenient = Phase.COMMAND_IDLE if self.role is Role.CLIENT else None
+        try:
+            while True:
+                phase = self._phase
+                if phase not in peer_turn:
+                    break
+                packet = self._next_packet_any_sequence() if phase is lenient else next_packet()
+                if packet is None:
+                    break
+                payload = packet.payload
+                # The hot path: a result row is handed out undecoded.
+                if phase is rows and payload and payload[0] < 0xFE:
+                    append(RowData(payload))
+                    continue
+                append(self._receive_packet(payload))
+                if self._phase is Phase.SSL_REQUESTED:
+                    self.trailing_data = self._framer.take_buffered()
+                    break
+                if self._compression_pending:
+                    self._switch_compression()
+        except RemoteProtocolError:
+            self._fail()
+            raise
+        except _RuleBrokenError as violation:
+            self._fail()
+            raise RemoteProtocolError(violation.message, violation.error_code) from violation
+        except LocalProtocolError as exc:
+            self._fail()
+            raise RemoteProtocolError(exc.message, exc.error_code, exc.sqlstate) from exc
+        return events
+
+    def _next_packet_any_sequence(self) -> Any:
+        framer = self._framer
+        checking = framer.check_sequence
+        framer.check_sequence = False
+        try:
+            return framer.next_packet()
+        finally:
+            framer.check_sequence = checking
+
+    def _receive_packet(self, payload: bytes) -> Event:
+        phase = self._phase
+        reader = _READERS.get((self._peer, phase))
+        if reader is None:  # pragma: no cover - _TURNS and _READERS agree
+            raise _RuleBrokenError(f"no packet may be received in phase {phase.name}")
+        event = reader(self, payload)
+        self._transition(self._peer, event, event.__class__)
+        if self._phase is Phase.COMMAND_IDLE:
+            # Whatever comes next is a new command: sequence ids start again.
+            self._framer.reset_sequence()
+        return event
 
     # --- bytes out --------------------------------------------------------
 
@@ -399,14 +991,82 @@ class _Connection:
         it (after column or parameter definitions) returns C{b""} and advances
         the phase, so result-set code need not know; an C{EOFPacket} ending rows
         under C{CLIENT_DEPRECATE_EOF} is converted to the OK (header 0xFE) that
-        replaces it. See also L{end_of_rows}.
+        replaces it (and an C{OKPacket(header=0xFE)} without it to an EOF).
+        See also L{end_of_rows}.
 
         @param event: the packet or event to send.
         @return: the framed bytes (compressed when the compressed protocol is on).
         @raise LocalProtocolError: C{event} is not allowed in this phase for this
             role; the phase becomes L{Phase.ERROR}.
         """
-        raise NotImplementedError
+        cls = event.__class__
+        # The hot path: relaying a row.
+        if cls is RowData and self._phase is Phase.RESULT_ROWS and not self._omitted_eof:
+            return self._framer.frame(event.payload)
+        try:
+            return self._send(event, cls)
+        except _RuleBrokenError as violation:
+            self._fail()
+            raise LocalProtocolError(violation.message, violation.error_code) from violation
+        except RemoteProtocolError as exc:
+            # A relayed payload we cannot read: sending it would be our fault.
+            self._fail()
+            raise LocalProtocolError(exc.message, exc.error_code, exc.sqlstate) from exc
+        except LocalProtocolError:
+            self._fail()
+            raise
+
+    def _send(self, event: Event, cls: type) -> bytes:
+        phase = self._phase
+        if phase is Phase.ERROR:
+            raise _RuleBrokenError(
+                "the connection is in the ERROR phase", ErrorCode.CR_UNKNOWN_ERROR
+            )
+        payload: bytes | None = None
+        if cls is RawPacket:
+            payload = event.payload
+            reader = _READERS.get((self.role, phase))
+            if reader is None:
+                raise _RuleBrokenError(
+                    f"{self.role.value} may not send anything in phase {phase.name}",
+                    ErrorCode.CR_COMMANDS_OUT_OF_SYNC,
+                )
+            event = reader(self, payload)
+            cls = event.__class__
+        if self._omitted_eof:
+            self._omitted_eof = False
+            if cls is EOFPacket and payload is None:
+                if not (
+                    event.status_flags & ServerStatus.SERVER_STATUS_CURSOR_EXISTS
+                    and isinstance(self.command, ComStmtExecute)
+                ):
+                    return b""
+                # A cursor was opened: the client must see that status.
+                event = OKPacket(status_flags=event.status_flags, warnings=event.warnings)
+                event = attrs.evolve(event, header=0xFE)
+                cls = OKPacket
+        if self.role is Role.SERVER and payload is None and phase in _TERMINATOR_PHASES:
+            if cls is EOFPacket and self._deprecate_eof:
+                event = OKPacket(
+                    status_flags=event.status_flags, warnings=event.warnings, header=0xFE
+                )
+                cls = OKPacket
+            elif cls is OKPacket and event.header == 0xFE and not self._deprecate_eof:
+                event = EOFPacket(warnings=event.warnings, status_flags=event.status_flags)
+                cls = EOFPacket
+        self._transition(self.role, event, cls)
+        if payload is None:
+            if cls is BinaryRow:
+                payload = event.encode(self.capabilities, self.columns)
+            else:
+                payload = event.encode(self.capabilities)
+        data: bytes = self._framer.frame(payload)
+        if self._phase is Phase.COMMAND_IDLE:
+            # Whatever comes next is a new command: sequence ids start again.
+            self._framer.reset_sequence()
+        if self._compression_pending:
+            self._switch_compression()
+        return data
 
     def send_many(self, events: Iterable[Event]) -> bytes:
         """
@@ -417,7 +1077,8 @@ class _Connection:
         @return: the concatenated framed bytes.
         @raise LocalProtocolError: as L{send}.
         """
-        raise NotImplementedError
+        send = self.send
+        return b"".join([send(event) for event in events])
 
     def end_of_rows(self, status_flags: ServerStatus | None = None, warnings: int = 0) -> Any:
         """
@@ -430,7 +1091,11 @@ class _Connection:
         @param warnings: the warning count.
         @return: the packet; pass it to L{send}.
         """
-        raise NotImplementedError
+        if status_flags is None:
+            status_flags = self.status_flags & ~ServerStatus.SERVER_MORE_RESULTS_EXISTS
+        if self._deprecate_eof:
+            return OKPacket(status_flags=status_flags, warnings=warnings, header=0xFE)
+        return EOFPacket(warnings=warnings, status_flags=status_flags)
 
     def error_packet_for(self, exc: ProtocolError) -> bytes:
         """
@@ -444,7 +1109,16 @@ class _Connection:
         @param exc: the error carrying C{error_code}, C{sqlstate} and C{message}.
         @return: bytes to write (possibly empty).
         """
-        raise NotImplementedError
+        if self.role is not Role.SERVER:
+            return b""
+        phase = self._phase_before_error if self._phase is Phase.ERROR else self._phase
+        if phase is None or phase in (Phase.SSL_REQUESTED, Phase.CLOSED, Phase.ERROR):
+            return b""
+        packet = ERRPacket(exc.error_code, exc.message, exc.sqlstate)
+        caps = self.capabilities
+        if phase in (Phase.CONNECT, Phase.HANDSHAKE_SENT):
+            caps |= Capability.CLIENT_PROTOCOL_41
+        return self._framer.frame(packet.encode(caps))
 
     def tls_started(self) -> None:
         """
@@ -454,7 +1128,11 @@ class _Connection:
 
         @raise LocalProtocolError: not in L{Phase.SSL_REQUESTED}.
         """
-        raise NotImplementedError
+        if self._phase is not Phase.SSL_REQUESTED:
+            raise LocalProtocolError(
+                f"tls_started() in phase {self._phase.name}, not SSL_REQUESTED"
+            )
+        self._phase = Phase.TLS_ESTABLISHED
 
     def enable_compression(self) -> None:
         """
@@ -468,7 +1146,273 @@ class _Connection:
         @raise LocalProtocolError: compression was not negotiated, or the
             handshake is not finished.
         """
-        raise NotImplementedError
+        if self.compression is not None:
+            return
+        if self._phase is not Phase.COMMAND_IDLE or self.client_capabilities is None:
+            raise LocalProtocolError("compression can only start after the handshake")
+        if self._compression_algorithm() is None:
+            raise LocalProtocolError("compression was not negotiated")
+        self._switch_compression()
+
+    # --- the machine ------------------------------------------------------
+
+    def _fail(self) -> None:
+        if self._phase is not Phase.ERROR:
+            self._phase_before_error = self._phase
+            self._phase = Phase.ERROR
+
+    def _transition(self, sender: Role, event: Event, cls: type) -> None:
+        phase = self._phase
+        allowed = _TRANSITIONS.get((sender, phase))
+        target = allowed.get(cls) if allowed is not None else None
+        if target is None:
+            code = (
+                ErrorCode.CR_COMMANDS_OUT_OF_SYNC
+                if sender is Role.SERVER
+                else ErrorCode.ER_NET_PACKETS_OUT_OF_ORDER
+            )
+            raise _RuleBrokenError(
+                f"{cls.__name__} may not be sent by the {sender.value} in phase {phase.name}",
+                code,
+            )
+        self._apply(sender, event, cls, phase)
+        if target.__class__ is _Decision:
+            target = self._decide(target, event)
+        self._phase = target  # type: ignore[assignment]
+        if target is Phase.COMMAND_IDLE:
+            self.command = None
+
+    def _apply(self, sender: Role, event: Event, cls: type, phase: Phase) -> None:
+        """
+        Record the facts an event carries (side effects of a transition).
+        """
+        if cls is OKPacket or cls is EOFPacket:
+            self.status_flags = ServerStatus(event.status_flags)
+            self.warnings = event.warnings
+            if cls is OKPacket:
+                if phase in _LOGIN_PHASES:
+                    self._logged_in()
+                elif phase in _CHANGE_USER_PHASES or isinstance(self.command, ComResetConnection):
+                    self.statements.clear()
+                    self._execute_columns.clear()
+        elif cls is ColumnCount:
+            self.column_count = self.columns_remaining = event.count
+            self.columns = []
+            if isinstance(self.command, ComStmtExecute):
+                # COM_STMT_FETCH on a cursor needs these columns later.
+                self._execute_columns[self.command.statement_id] = self.columns
+        elif cls is ColumnDefinition41:
+            self.columns_remaining -= 1
+            if phase is not Phase.FIELD_LIST:
+                self.columns.append(event)
+        elif cls is StmtPrepareOK:
+            self._prepared = event
+            self.columns = []
+            self.statements[event.statement_id] = PreparedStatementInfo(
+                event.statement_id, event.num_params, event.num_columns
+            )
+        elif phase is Phase.COMMAND_IDLE and sender is Role.CLIENT:
+            self._command(event, cls)
+        elif cls is HandshakeV10:
+            self.greeting = event
+            self.server_capabilities = Capability(event.capabilities)
+            self.status_flags = ServerStatus(event.status_flags)
+            if self.role is Role.SERVER:
+                self.capabilities = Capability(event.capabilities)
+        elif cls is SSLRequest or cls is HandshakeResponse41:
+            self._client_hello(event, cls)
+
+    def _command(self, event: Event, cls: type) -> None:
+        self.command = event
+        self.column_count = 0
+        self.columns = []
+        if cls is ComStmtFetch:
+            self.columns = self._execute_columns.get(event.statement_id, [])
+            self.column_count = len(self.columns)
+        elif cls is ComStmtClose:
+            self.statements.pop(event.statement_id, None)
+            self._execute_columns.pop(event.statement_id, None)
+            return
+        info = self.statements.get(getattr(event, "statement_id", -1))
+        if info is None:
+            return
+        if cls is ComStmtSendLongData:
+            info = attrs.evolve(info, long_data=info.long_data | {event.param_id})
+        elif cls is ComStmtReset:
+            info = attrs.evolve(info, long_data=frozenset())
+        elif cls is ComStmtExecute:
+            self._execute_long_data = info.long_data
+            info = attrs.evolve(info, long_data=frozenset())
+            if event.raw_parameters is None and event.new_params_bound and event.parameters:
+                info = attrs.evolve(info, param_types=event.parameter_types())
+        self.statements[info.statement_id] = info
+
+    def decode_execute(self, command: Any) -> Any:
+        """
+        Decode the parameters of a received C{ComStmtExecute} (which
+        L{receive_data} hands out with C{raw_parameters} undecoded), using what
+        this connection recorded about the statement: its parameter count
+        (from the C{StmtPrepareOK} sent), the types bound by an earlier
+        execution, and which parameters came as C{COM_STMT_SEND_LONG_DATA}.
+
+        Remembers the bound types for the next execution. Errors here are
+        the client's fault but not fatal for the connection: answer them
+        with an ERR packet.
+
+        @param command: the received C{ComStmtExecute}.
+        @return: a copy with C{parameters} decoded.
+        @raise RemoteProtocolError: the statement id is unknown
+            (C{ER_UNKNOWN_STMT_HANDLER}) or the parameters are malformed.
+        """
+        info = self.statements.get(command.statement_id)
+        if info is None:
+            raise RemoteProtocolError(
+                f"unknown prepared statement handler ({command.statement_id}) given to EXECUTE",
+                ErrorCode.ER_UNKNOWN_STMT_HANDLER,
+            )
+        long_data = self._execute_long_data if command is self.command else info.long_data
+        decoded = command.decode_parameters(
+            self.capabilities, info.param_count, info.param_types, long_data
+        )
+        if decoded.new_params_bound and decoded.parameters:
+            self.statements[info.statement_id] = attrs.evolve(
+                info, param_types=decoded.parameter_types()
+            )
+        return decoded
+
+    def _client_hello(self, event: Event, cls: type) -> None:
+        asked = Capability(event.capabilities)
+        offered = self.server_capabilities
+        if asked & Capability.CLIENT_SSL == 0 and cls is SSLRequest:
+            raise _RuleBrokenError("an SSLRequest without CLIENT_SSL", ErrorCode.ER_HANDSHAKE_ERROR)
+        if cls is SSLRequest and offered is not None and not offered & Capability.CLIENT_SSL:
+            raise _RuleBrokenError(
+                "an SSLRequest to a server that does not offer CLIENT_SSL",
+                ErrorCode.ER_HANDSHAKE_ERROR,
+            )
+        self.client_capabilities = asked
+        negotiated = asked & offered if offered is not None else asked
+        self.capabilities = Capability(negotiated)
+        self._deprecate_eof = bool(negotiated & Capability.CLIENT_DEPRECATE_EOF)
+
+    def _logged_in(self) -> None:
+        if self._compression_algorithm() is not None:
+            self._compression_pending = True
+
+    def _compression_algorithm(self) -> str | None:
+        if self.client_capabilities is None:
+            return None
+        caps = self.capabilities
+        if caps & Capability.CLIENT_ZSTD_COMPRESSION_ALGORITHM:
+            return "zstd"
+        if caps & Capability.CLIENT_COMPRESS:
+            return "zlib"
+        return None
+
+    def _switch_compression(self) -> None:
+        self._compression_pending = False
+        algorithm = self._compression_algorithm()
+        if algorithm is None:  # pragma: no cover - checked by callers
+            return
+        from obproxy_tx.wire.compression import (  # type: ignore[import-not-found,unused-ignore]
+            CompressedFramer,
+        )
+
+        upgraded = CompressedFramer.upgrade(
+            self._framer, algorithm=algorithm, level=self.compression_level
+        )
+        self._framer = _CompressedPackets(upgraded)
+        self.compression = algorithm
+
+    def _decide(self, decision: _Decision, event: Event) -> Phase:
+        """
+        Resolve a data-dependent transition (after L{_apply} recorded the facts).
+        """
+        if decision is _END_OF_RESULT:
+            if event.status_flags & ServerStatus.SERVER_MORE_RESULTS_EXISTS:
+                self.column_count = 0
+                self.columns = []
+                return Phase.RESULT_PENDING
+            return Phase.COMMAND_IDLE
+        if decision is _AFTER_COLUMN_COUNT:
+            if event.count == 0:
+                raise _RuleBrokenError(
+                    "a result set with no columns", ErrorCode.ER_MALFORMED_PACKET
+                )
+            if not event.metadata_follows:
+                self.columns_remaining = 0
+                return self._after_metadata(Phase.RESULT_COLUMNS_EOF, Phase.RESULT_ROWS)
+            return Phase.RESULT_COLUMNS
+        if decision is _AFTER_COLUMN:
+            if self.columns_remaining > 0:
+                return Phase.RESULT_COLUMNS
+            return self._after_metadata(Phase.RESULT_COLUMNS_EOF, Phase.RESULT_ROWS)
+        if decision is _AFTER_COLUMNS_EOF:
+            if event.status_flags & ServerStatus.SERVER_STATUS_CURSOR_EXISTS and isinstance(
+                self.command, ComStmtExecute
+            ):
+                return Phase.COMMAND_IDLE
+            return Phase.RESULT_ROWS
+        if decision is _AFTER_INFILE_DATA:
+            return Phase.LOCAL_INFILE_DONE if not event.data else Phase.LOCAL_INFILE
+        prepared = self._prepared
+        metadata = getattr(prepared, "metadata_follows", True)
+        if decision is _AFTER_PREPARE_OK:
+            if metadata and prepared.num_params:
+                self.columns_remaining = prepared.num_params
+                return Phase.PREPARE_PARAMS
+            return self._prepare_columns(metadata)
+        if decision is _AFTER_PARAM:
+            if self.columns_remaining > 0:
+                return Phase.PREPARE_PARAMS
+            if not self._deprecate_eof:
+                return Phase.PREPARE_PARAMS_EOF
+            self._omitted_eof = self.role is Role.SERVER
+            return self._prepare_columns(metadata)
+        if decision is _AFTER_PARAMS_EOF:
+            return self._prepare_columns(metadata)
+        if decision is _AFTER_PREPARE_COLUMN:
+            if self.columns_remaining > 0:
+                return Phase.PREPARE_COLUMNS
+            return self._after_metadata(Phase.PREPARE_COLUMNS_EOF, Phase.COMMAND_IDLE)
+        raise AssertionError(decision)  # pragma: no cover
+
+    def _after_metadata(self, eof_phase: Phase, next_phase: Phase) -> Phase:
+        if not self._deprecate_eof:
+            return eof_phase
+        self._omitted_eof = self.role is Role.SERVER
+        return next_phase
+
+    def _prepare_columns(self, metadata: bool) -> Phase:
+        prepared = self._prepared
+        if metadata and prepared.num_columns:
+            self.columns_remaining = prepared.num_columns
+            return Phase.PREPARE_COLUMNS
+        return Phase.COMMAND_IDLE
+
+
+class _CompressedPackets:
+    """
+    Adapts L{CompressedFramer} to the framer interface the connection uses.
+    """
+
+    def __init__(self, framer: Any) -> None:
+        self._framer = framer
+
+    def feed(self, data: bytes) -> None:
+        self._framer.feed(data)
+
+    def next_packet(self) -> Any:
+        return self._framer.next_packet()
+
+    def frame(self, payload: bytes) -> bytes:
+        return self._framer.frame(payload)
+
+    def reset_sequence(self) -> None:
+        self._framer.reset_sequence()
+
+    def take_buffered(self) -> bytes:
+        return self._framer.take_buffered()
 
 
 class ServerConnection(_Connection):
@@ -486,9 +1430,10 @@ class ServerConnection(_Connection):
     OK/ERR; or C{StmtPrepareOK}, param defs, EOF, column defs, EOF. COM_QUIT,
     COM_STMT_CLOSE and COM_STMT_SEND_LONG_DATA get no answer.
 
-    @ivar statements: statement id -> (parameter count, parameter types or
-        C{None}) of statements prepared through this connection, used to decode
-        C{ComStmtExecute}.
+    A received C{ComStmtExecute} is decoded with the parameter count (and
+    types) recorded in L{statements} when the statement was prepared through
+    this connection; for an unknown statement id only its header is decoded
+    (no parameters), and the application answers with an ERR.
     """
 
     role = Role.SERVER
@@ -513,6 +1458,10 @@ class ClientConnection(_Connection):
     role = Role.CLIENT
 
 
+def _phase_node(phase: Phase) -> str:
+    return phase.name
+
+
 def render_diagram(output: str = "dot") -> str:
     """
     Render the transition table as a diagram source.
@@ -520,5 +1469,58 @@ def render_diagram(output: str = "dot") -> str:
     @param output: C{"dot"} (Graphviz) or C{"mermaid"} (a C{stateDiagram-v2}).
     @return: the diagram text; edges are labelled C{"server: OKPacket"} etc.,
         and data-dependent transitions carry their condition.
+    @raise ValueError: unknown C{output}.
     """
-    raise NotImplementedError
+    edges: dict[tuple[str, str], list[str]] = {}
+    for (sender, phase), allowed in _TRANSITIONS.items():
+        for cls, target in allowed.items():
+            if isinstance(target, _Decision):
+                targets = target.targets
+                label = f"{sender.value}: {cls.__name__} [{target.name}]"
+            else:
+                targets = (target,)
+                label = f"{sender.value}: {cls.__name__}"
+            for each in targets:
+                edges.setdefault((phase.name, each.name), []).append(label)
+    lines: list[str]
+    if output == "dot":
+        lines = [
+            "digraph mysql_connection {",
+            "  rankdir=TB;",
+            '  node [shape=box, style=rounded, fontname="Helvetica"];',
+            '  edge [fontname="Helvetica", fontsize=9];',
+        ]
+        for phase in Phase:
+            lines.append(f"  {phase.name};")
+        for (source, destination), labels in edges.items():
+            label = "\\n".join(labels).replace('"', '\\"')
+            lines.append(f'  {source} -> {destination} [label="{label}"];')
+        lines.append('  ERROR [style="rounded,dashed"];')
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+    if output == "mermaid":
+        lines = ["stateDiagram-v2", "  [*] --> CONNECT"]
+        for (source, destination), labels in edges.items():
+            label = "<br>".join(labels).replace(":", "#58;")
+            lines.append(f"  {source} --> {destination}: {label}")
+        lines.append("  CLOSED --> [*]")
+        return "\n".join(lines) + "\n"
+    raise ValueError(f"unknown diagram output {output!r}: use 'dot' or 'mermaid'")
+
+
+def _main(argv: list[str]) -> int:
+    """
+    C{python -m obproxy_tx.wire.connection [--diagram | --mermaid]}.
+    """
+    if argv[1:] in ([], ["--diagram"], ["--dot"]):
+        sys.stdout.write(render_diagram("dot"))
+        return 0
+    if argv[1:] == ["--mermaid"]:
+        sys.stdout.write(render_diagram("mermaid"))
+        return 0
+    sys.stderr.write("usage: python -m obproxy_tx.wire.connection [--diagram | --mermaid]\n")
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(_main(sys.argv))
