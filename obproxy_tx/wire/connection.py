@@ -399,7 +399,7 @@ _AFTER_COLUMN_COUNT = _Decision(
 )
 _AFTER_COLUMN = _Decision(
     "columns left? DEPRECATE_EOF?",
-    (Phase.RESULT_COLUMNS, Phase.RESULT_COLUMNS_EOF, Phase.RESULT_ROWS, Phase.COMMAND_IDLE),
+    (Phase.RESULT_COLUMNS, Phase.RESULT_COLUMNS_EOF, Phase.RESULT_ROWS),
 )
 _AFTER_COLUMNS_EOF = _Decision("cursor opened?", (Phase.RESULT_ROWS, Phase.COMMAND_IDLE))
 _AFTER_PREPARE_OK = _Decision(
@@ -759,6 +759,7 @@ class _Connection:
     @ivar compression_level: the level used when compression is switched on.
     @ivar trailing_data: bytes received after an C{SSLRequest} that belong to the
         TLS handshake; the server adapter must hand them to its TLS layer (usually empty).
+    @ivar tls: whether L{tls_started} was called (the conversation is encrypted).
     """
 
     role: Role
@@ -803,6 +804,9 @@ class _Connection:
         self._execute_long_data: frozenset[int] = frozenset()
         self._execute_columns: dict[int, list[Any]] = {}
         self._peer = _OTHER[self.role]
+        # The phase in which this side sends rows (a client never does).
+        self._row_phase = Phase.RESULT_ROWS if self.role is Role.SERVER else None
+        self.tls = False
         self._peer_turn = _TURNS[self._peer]
 
     def __repr__(self) -> str:
@@ -920,13 +924,15 @@ class _Connection:
         append = events.append
         next_packet = self._framer.next_packet
         peer_turn = self._peer_turn
-        rows = Phase.RESULT_ROWS
+        # Only a client receives rows; the membership test below is skipped
+        # for them (hashing an Enum member is a Python-level call).
+        rows = Phase.RESULT_ROWS if self.role is Role.CLIENT else None
         # An idle server may send an ERR before closing, numbered as it likes.
         lenient = Phase.COMMAND_IDLE if self.role is Role.CLIENT else None
         try:
             while True:
                 phase = self._phase
-                if phase not in peer_turn:
+                if phase is not rows and phase not in peer_turn:
                     break
                 packet = self._next_packet_any_sequence() if phase is lenient else next_packet()
                 if packet is None:
@@ -955,6 +961,9 @@ class _Connection:
 
     def _next_packet_any_sequence(self) -> Any:
         framer = self._framer
+        if framer.__class__ is not PacketFramer:
+            # The compressed layer checks its own sequence ids.
+            return framer.next_packet()
         checking = framer.check_sequence
         framer.check_sequence = False
         try:
@@ -968,6 +977,7 @@ class _Connection:
         if reader is None:  # pragma: no cover - _TURNS and _READERS agree
             raise _RuleBrokenError(f"no packet may be received in phase {phase.name}")
         event = reader(self, payload)
+        self._omitted_eof = False
         self._transition(self._peer, event, event.__class__)
         if self._phase is Phase.COMMAND_IDLE:
             # Whatever comes next is a new command: sequence ids start again.
@@ -1001,10 +1011,26 @@ class _Connection:
         """
         cls = event.__class__
         # The hot path: relaying a row.
-        if cls is RowData and self._phase is Phase.RESULT_ROWS and not self._omitted_eof:
+        if cls is RowData and self._phase is self._row_phase and not self._omitted_eof:
             return self._framer.frame(event.payload)
+        payload = self._checked_payload(event, cls)
+        if payload is None:
+            return b""
+        data: bytes = self._framer.frame(payload)
+        if self._phase is Phase.COMMAND_IDLE:
+            # Whatever comes next is a new command: sequence ids start again.
+            self._framer.reset_sequence()
+        if self._compression_pending:
+            self._switch_compression()
+        return data
+
+    def _checked_payload(self, event: Event, cls: type) -> bytes | None:
+        """
+        Check and apply the transition for sending C{event}; return its payload
+        (C{None}: nothing to send), turning violations into L{LocalProtocolError}.
+        """
         try:
-            return self._send(event, cls)
+            return self._payload(event, cls)
         except _RuleBrokenError as violation:
             self._fail()
             raise LocalProtocolError(violation.message, violation.error_code) from violation
@@ -1016,7 +1042,7 @@ class _Connection:
             self._fail()
             raise
 
-    def _send(self, event: Event, cls: type) -> bytes:
+    def _payload(self, event: Event, cls: type) -> bytes | None:
         phase = self._phase
         if phase is Phase.ERROR:
             raise _RuleBrokenError(
@@ -1040,10 +1066,11 @@ class _Connection:
                     event.status_flags & ServerStatus.SERVER_STATUS_CURSOR_EXISTS
                     and isinstance(self.command, ComStmtExecute)
                 ):
-                    return b""
+                    return None
                 # A cursor was opened: the client must see that status.
-                event = OKPacket(status_flags=event.status_flags, warnings=event.warnings)
-                event = attrs.evolve(event, header=0xFE)
+                event = OKPacket(
+                    status_flags=event.status_flags, warnings=event.warnings, header=0xFE
+                )
                 cls = OKPacket
         if self.role is Role.SERVER and payload is None and phase in _TERMINATOR_PHASES:
             if cls is EOFPacket and self._deprecate_eof:
@@ -1060,25 +1087,38 @@ class _Connection:
                 payload = event.encode(self.capabilities, self.columns)
             else:
                 payload = event.encode(self.capabilities)
-        data: bytes = self._framer.frame(payload)
-        if self._phase is Phase.COMMAND_IDLE:
-            # Whatever comes next is a new command: sequence ids start again.
-            self._framer.reset_sequence()
-        if self._compression_pending:
-            self._switch_compression()
-        return data
+        return payload
 
     def send_many(self, events: Iterable[Event]) -> bytes:
         """
         L{send} each event in turn; return all the bytes joined.
+
+        Under the compressed protocol the packets of one command's answer are
+        compressed together (much better than one compressed packet per row).
 
         @param events: e.g. a whole result set: C{ColumnCount}, definitions,
             EOF, rows, terminator.
         @return: the concatenated framed bytes.
         @raise LocalProtocolError: as L{send}.
         """
-        send = self.send
-        return b"".join([send(event) for event in events])
+        framer = self._framer
+        if self.compression is None:
+            send = self.send
+            return b"".join([send(event) for event in events])
+        out: list[bytes] = []
+        batch: list[bytes] = []
+        for event in events:
+            payload = self._checked_payload(event, event.__class__)
+            if payload is None:
+                continue
+            batch.append(payload)
+            if self._phase is Phase.COMMAND_IDLE:
+                out.append(framer.frame_many(batch))
+                batch = []
+                framer.reset_sequence()
+        if batch:
+            out.append(framer.frame_many(batch))
+        return b"".join(out)
 
     def end_of_rows(self, status_flags: ServerStatus | None = None, warnings: int = 0) -> Any:
         """
@@ -1133,6 +1173,7 @@ class _Connection:
                 f"tls_started() in phase {self._phase.name}, not SSL_REQUESTED"
             )
         self._phase = Phase.TLS_ESTABLISHED
+        self.tls = True
 
     def enable_compression(self) -> None:
         """
@@ -1283,7 +1324,7 @@ class _Connection:
     def _client_hello(self, event: Event, cls: type) -> None:
         asked = Capability(event.capabilities)
         offered = self.server_capabilities
-        if asked & Capability.CLIENT_SSL == 0 and cls is SSLRequest:
+        if cls is SSLRequest and not asked & Capability.CLIENT_SSL:
             raise _RuleBrokenError("an SSLRequest without CLIENT_SSL", ErrorCode.ER_HANDSHAKE_ERROR)
         if cls is SSLRequest and offered is not None and not offered & Capability.CLIENT_SSL:
             raise _RuleBrokenError(
@@ -1314,14 +1355,11 @@ class _Connection:
         algorithm = self._compression_algorithm()
         if algorithm is None:  # pragma: no cover - checked by callers
             return
-        from obproxy_tx.wire.compression import (  # type: ignore[import-not-found,unused-ignore]
-            CompressedFramer,
-        )
+        from obproxy_tx.wire.compression import CompressedFramer
 
-        upgraded = CompressedFramer.upgrade(
+        self._framer = CompressedFramer.upgrade(
             self._framer, algorithm=algorithm, level=self.compression_level
         )
-        self._framer = _CompressedPackets(upgraded)
         self.compression = algorithm
 
     def _decide(self, decision: _Decision, event: Event) -> Phase:
@@ -1389,30 +1427,6 @@ class _Connection:
             self.columns_remaining = prepared.num_columns
             return Phase.PREPARE_COLUMNS
         return Phase.COMMAND_IDLE
-
-
-class _CompressedPackets:
-    """
-    Adapts L{CompressedFramer} to the framer interface the connection uses.
-    """
-
-    def __init__(self, framer: Any) -> None:
-        self._framer = framer
-
-    def feed(self, data: bytes) -> None:
-        self._framer.feed(data)
-
-    def next_packet(self) -> Any:
-        return self._framer.next_packet()
-
-    def frame(self, payload: bytes) -> bytes:
-        return self._framer.frame(payload)
-
-    def reset_sequence(self) -> None:
-        self._framer.reset_sequence()
-
-    def take_buffered(self) -> bytes:
-        return self._framer.take_buffered()
 
 
 class ServerConnection(_Connection):

@@ -12,6 +12,7 @@ import pytest
 
 from obproxy_tx.testing import DEFAULT_CAPABILITIES, ConnectionPair
 from obproxy_tx.wire import connection as connection_module
+from obproxy_tx.wire.compression import zstd_available
 from obproxy_tx.wire.connection import (
     ClientConnection,
     ConnectionClosed,
@@ -193,6 +194,28 @@ def test_ssl_request_to_server_without_ssl() -> None:
     with pytest.raises(LocalProtocolError):
         pair.client.send(SSLRequest(DEFAULT_CAPABILITIES | Capability.CLIENT_SSL, 1 << 24, 255))
     assert pair.client.phase is Phase.ERROR
+
+
+def test_ssl_request_without_ssl_flag() -> None:
+    """An SSLRequest whose capabilities lack CLIENT_SSL is refused with ER_HANDSHAKE_ERROR."""
+    caps = DEFAULT_CAPABILITIES | Capability.CLIENT_SSL
+    pair = ConnectionPair(caps, caps)
+    pair.send(S, pair.greeting())
+    payload = SSLRequest(DEFAULT_CAPABILITIES, 1 << 24, 255).encode(DEFAULT_CAPABILITIES)
+    with pytest.raises(RemoteProtocolError) as caught:
+        pair.server.receive_data(struct.pack("<I", len(payload) | 1 << 24) + payload)
+    assert caught.value.error_code == ErrorCode.ER_HANDSHAKE_ERROR
+
+
+def test_tls_flag() -> None:
+    """tls tells whether the conversation went through tls_started()."""
+    caps = DEFAULT_CAPABILITIES | Capability.CLIENT_SSL
+    pair = ConnectionPair(caps, caps)
+    pair.send(S, pair.greeting())
+    assert not pair.server.tls
+    pair.send(C, SSLRequest(caps, 1 << 24, 255))
+    pair.start_tls()
+    assert pair.server.tls and pair.client.tls
 
 
 def test_tls_started_outside_ssl_requested() -> None:
@@ -729,6 +752,99 @@ def test_idle_server_err_before_closing() -> None:
     assert pair.client.phase is Phase.CLOSED
 
 
+def test_omitted_eof_does_not_leak_into_the_next_command() -> None:
+    """After a DEPRECATE_EOF prepare, the next command's EOF reply is not swallowed."""
+    pair = logged_in(DEPRECATE)
+    pair.send(C, ComStmtPrepare(b"SELECT 1"))
+    pair.send(S, StmtPrepareOK(1, 1, 0), column(b"1"))
+    assert pair.phase() is Phase.COMMAND_IDLE
+    pair.send(C, ComSetOption(SetOption.MYSQL_OPTION_MULTI_STATEMENTS_ON))
+    assert pair.send(S, EOFPacket()) == [OKPacket(header=0xFE)]
+    assert pair.phase() is Phase.COMMAND_IDLE
+
+
+def test_client_cannot_send_rows() -> None:
+    """A client sending a row is refused even in RESULT_ROWS."""
+    pair = at(Phase.RESULT_ROWS)
+    with pytest.raises(LocalProtocolError):
+        pair.client.send(RowData(b"\x011"))
+
+
+def conversation(chunk_size: int | None) -> list[Any]:
+    """Run one conversation over every command type; return all events received."""
+    caps = DEFAULT_CAPABILITIES | Capability.CLIENT_SSL
+    pair = ConnectionPair(caps, caps, chunk_size=chunk_size)
+    events = pair.send(S, pair.greeting(auth_plugin_name="caching_sha2_password"))
+    events += pair.send(C, SSLRequest(caps, 1 << 24, 255))
+    pair.start_tls()
+    script: list[tuple[Role, Any]] = [
+        (C, HandshakeResponse41(caps, 1 << 24, 255, "u", b"s" * 32, "db", "caching_sha2_password")),
+        (S, AuthMoreData(b"\x04")),
+        (C, AuthSwitchResponse(b"password\x00")),
+        (S, OKPacket(status_flags=AUTOCOMMIT)),
+        (C, ComQuery(b"SELECT 1; DO 1")),
+        (S, ColumnCount(1)),
+        (S, column(b"1")),
+        (S, EOFPacket()),
+        (S, TextRow((b"1",))),
+        (S, EOFPacket(status_flags=MORE)),
+        (S, OKPacket()),
+        (C, ComQuery(b"LOAD DATA LOCAL INFILE 'x' INTO TABLE t")),
+        (S, LocalInfileRequest(b"x")),
+        (C, LocalInfileData(b"a\n")),
+        (C, LocalInfileData(b"")),
+        (S, OKPacket(affected_rows=1)),
+        (C, ComStmtPrepare(b"SELECT ?")),
+        (S, StmtPrepareOK(1, 1, 1)),
+        (S, column(b"?")),
+        (S, EOFPacket()),
+        (S, column(b"c", ColumnType.MYSQL_TYPE_LONGLONG)),
+        (S, EOFPacket()),
+        (C, ComStmtSendLongData(1, 0, b"long")),
+        (C, ComStmtExecute(1, parameters=(BoundParameter(ColumnType.MYSQL_TYPE_BLOB, None),))),
+        (S, ColumnCount(1)),
+        (S, column(b"c", ColumnType.MYSQL_TYPE_LONGLONG)),
+        (S, EOFPacket()),
+        (S, BinaryRow((5,))),
+        (S, EOFPacket()),
+        (C, ComStmtReset(1)),
+        (S, OKPacket()),
+        (C, ComStmtClose(1)),
+        (C, ComFieldList(b"t")),
+        (S, column(b"a")),
+        (S, EOFPacket()),
+        (C, ComStatistics()),
+        (S, StatisticsResponse(b"Uptime: 1")),
+        (C, ComChangeUser("v", b"x" * 20, None, 255, "mysql_native_password")),
+        (S, AuthSwitchRequest("mysql_native_password", b"n" * 20)),
+        (C, AuthSwitchResponse(b"y" * 20)),
+        (S, OKPacket()),
+        (C, ComResetConnection()),
+        (S, OKPacket()),
+        (C, ComSetOption(SetOption.MYSQL_OPTION_MULTI_STATEMENTS_OFF)),
+        (S, EOFPacket()),
+        (C, ComPing()),
+        (S, OKPacket()),
+        (C, ComProcessKill(3)),
+        (S, ERRPacket(1094, "Unknown thread id: 3")),
+        (C, ComInitDB(b"db")),
+        (S, OKPacket()),
+        (C, ComQuit()),
+    ]
+    for role, event in script:
+        events += pair.send(role, event)
+    assert pair.phase() is Phase.CLOSED
+    return events
+
+
+def test_whole_conversation_byte_at_a_time() -> None:
+    """Every command type in one conversation gives the same events in any chunking."""
+    whole = conversation(None)
+    assert len(whole) == 54
+    assert conversation(1) == whole
+    assert conversation(7) == whole
+
+
 # --- pipelining ------------------------------------------------------------
 
 
@@ -1034,15 +1150,6 @@ def test_error_packet_for_during_tls() -> None:
 # --- compression -----------------------------------------------------------
 
 
-def compression_available() -> bool:
-    try:
-        import obproxy_tx.wire.compression  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not compression_available(), reason="wire.compression not written yet")
 @pytest.mark.parametrize("chunk_size", [None, 1])
 def test_compression_switches_on_after_login(chunk_size: int | None) -> None:
     """With CLIENT_COMPRESS on both sides, everything after the login OK is compressed."""
@@ -1060,6 +1167,35 @@ def test_compression_switches_on_after_login(chunk_size: int | None) -> None:
     pair.send(S, EOFPacket())
     assert pair.phase() is Phase.COMMAND_IDLE
     pair.send(C, ComPing())
+    pair.send(S, OKPacket())
+    assert pair.phase() is Phase.COMMAND_IDLE
+
+
+@pytest.mark.parametrize("chunk_size", [None, 1])
+def test_compressed_send_many_batches_a_result(chunk_size: int | None) -> None:
+    """send_many compresses a whole answer together; the client reads it all and goes idle."""
+    caps = DEFAULT_CAPABILITIES | Capability.CLIENT_COMPRESS
+    pair = ConnectionPair(caps, caps, chunk_size=chunk_size)
+    pair.handshake()
+    pair.send(C, ComQuery(b"SELECT x"))
+    rows = [TextRow((b"row number %d" % i,)) for i in range(500)]
+    data = pair.server.send_many([ColumnCount(1), column(b"x"), EOFPacket(), *rows, EOFPacket()])
+    assert len(data) < 500 * 10
+    events = pair.deliver(C, data)
+    assert len(events) == 504 and pair.phase() is Phase.COMMAND_IDLE
+    pair.send(C, ComPing())
+    pair.send(S, OKPacket())
+    assert pair.phase() is Phase.COMMAND_IDLE
+
+
+@pytest.mark.skipif(not zstd_available(), reason="no zstd module installed")
+def test_zstd_compression() -> None:
+    """CLIENT_ZSTD_COMPRESSION_ALGORITHM selects zstd."""
+    caps = DEFAULT_CAPABILITIES | Capability.CLIENT_ZSTD_COMPRESSION_ALGORITHM
+    pair = ConnectionPair(caps, caps)
+    pair.handshake(zstd_compression_level=3)
+    assert pair.client.compression == pair.server.compression == "zstd"
+    pair.send(C, ComQuery(b"SELECT 1" * 20))
     pair.send(S, OKPacket())
     assert pair.phase() is Phase.COMMAND_IDLE
 
