@@ -20,6 +20,7 @@ packets and payloads into bytes.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 import attrs
 
@@ -184,6 +185,15 @@ class PacketFramer:
         """
         data, self._next_seq = frame_payload(payload, self._next_seq)
         return data
+
+    def frame_many(self, payloads: Sequence[bytes]) -> bytes:
+        """
+        Frame several logical packets in a row (e.g. a whole result set).
+
+        @param payloads: the packets' payloads, in order.
+        @return: the bytes to write.
+        """
+        return b"".join([self.frame(payload) for payload in payloads])
 
     def feed(self, data: bytes) -> None:
         """
