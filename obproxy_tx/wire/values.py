@@ -278,8 +278,11 @@ def _parse_duration(text: str) -> datetime.timedelta:
             days = int(day_text)
         clock, _, fraction = text.partition(".")
         pieces = [int(x) for x in clock.split(":")]
-        while len(pieces) < 3:
-            pieces.insert(0, 0)
+        # As MySQL reads them: "11:12" is 11:12:00, "12" is 00:00:12.
+        if len(pieces) == 1:
+            pieces = [0, 0, pieces[0]]
+        elif len(pieces) == 2:
+            pieces.append(0)
         hours, minutes, seconds = pieces
         micro = int(fraction[:6].ljust(6, "0")) if fraction else 0
     except ValueError:
@@ -311,8 +314,6 @@ def _encode_time(value: object) -> bytes:
     seconds, micro = divmod(rest, 1_000_000)
     hours, seconds = divmod(seconds, 3600)
     minutes, seconds = divmod(seconds, 60)
-    if days > 0xFFFFFFFF:
-        raise LocalProtocolError(f"TIME value out of range: {value!r}")
     if micro:
         return b"\x0c" + _TIME_US.pack(negative, days, hours, minutes, seconds, micro)
     if total:
