@@ -95,6 +95,7 @@ __all__ = [
     "HandshakeResponse41",
     "HandshakeV10",
     "LONG_DATA",
+    "NO_CAPABILITIES",
     "LocalInfileRequest",
     "OKPacket",
     "RawPacket",
@@ -103,8 +104,11 @@ __all__ = [
     "StmtPrepareOK",
     "TextRow",
     "UnknownCommand",
+    "ParameterTypes",
     "decode_command",
+    "decode_text_values",
     "encode_session_state",
+    "is_eof_payload",
 ]
 
 _U16 = struct.Struct("<H")
