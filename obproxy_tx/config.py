@@ -26,6 +26,13 @@ option), the key path (C{clusters[0].servers[1]}) and the problem. Nothing
 here raises anything else for bad input, so C{twistd} can print the message
 and stop without a traceback.
 
+Why C{client_session_id_version} defaults to 2 here while ODP's default is 1:
+the issue requires that the id a client sees in the handshake, in SHOW
+PROCESSLIST and from C{SELECT CONNECTION_ID()} agree. ODP gets that agreement
+only in version 2 (its docs: "cs_id is the same as connection_id"), whose ids
+also stay unique across proxies thanks to the 13-bit C{proxy_id}. Version 1
+(8-bit C{proxy_id}, more ids per worker) remains available.
+
 The file is read with a subclass of C{yaml.SafeLoader} (the loader of
 C{yaml.safe_load}: no Python objects) that also records line numbers and
 refuses duplicate keys, which C{safe_load} would silently merge.
@@ -45,6 +52,7 @@ from typing import Any, Union
 import attrs
 import yaml
 
+from obproxy_tx.session.ids import ClientSessionIdLayout
 from obproxy_tx.session.login import DEFAULT_TENANT, parse_username_separator
 
 __all__ = [
@@ -949,6 +957,20 @@ class ProxyConfig:
         if name not in ITEMS:
             raise KeyError(name)
         return getattr(self, name)
+
+    def client_session_id_layout(self, upgrade_bit: int = 0) -> ClientSessionIdLayout:
+        """
+        The C{cs_id} layout these items describe (C{client_session_id_version},
+        C{proxy_id}, C{work_thread_num}).
+
+        @param upgrade_bit: the hot-upgrade generation bit.
+        """
+        return ClientSessionIdLayout(
+            self.client_session_id_version,
+            proxy_id=self.proxy_id,
+            upgrade_bit=upgrade_bit,
+            worker_count=self.work_thread_num,
+        )
 
     def proxysys_allowed(self, client_ip: str) -> bool:
         """

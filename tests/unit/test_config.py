@@ -804,3 +804,14 @@ def test_default_cluster_requires_one() -> None:
         _ = ProxyConfig().default_cluster
     with pytest.raises(KeyError):
         ProxyConfig().item_value("clusters")
+
+
+def test_client_session_id_layout_from_items() -> None:
+    """
+    The cs_id layout follows client_session_id_version, proxy_id and work_thread_num.
+    """
+    config = _parse(MINIMAL, options=["proxy_id=191,client_session_id_version=1,work_thread_num=8"])
+    layout = config.client_session_id_layout(upgrade_bit=1)
+    assert layout.decode(1607729164).proxy_id == 191
+    assert layout.owns(1607729164)
+    assert (layout.version, layout.seq_bits) == (1, 19)
