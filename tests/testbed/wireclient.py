@@ -256,10 +256,14 @@ class WireClient:
         database: str | None = None,
         capabilities: int = DEFAULT_CAPABILITIES,
         connect_attrs: Sequence[Tuple[str, str]] | None = None,
+        auth_plugin: str = "mysql_native_password",
     ) -> bytes:
         """
         Read the handshake, authenticate with C{mysql_native_password}, return the final OK.
 
+        @param auth_plugin: the plugin name to claim in the handshake response; with any other
+            than C{mysql_native_password} an empty auth response is sent, so the server has to
+            switch (or refuse).
         @raise WireError: on an ERR packet or an auth method this client does not speak.
         """
         self.handshake = parse_handshake(self.read_packet())
@@ -271,13 +275,15 @@ class WireClient:
         if connect_attrs is not None:
             caps |= CLIENT_CONNECT_ATTRS
         self.capabilities = caps
-        auth = native_password(password.encode(), self.handshake.scramble)
+        auth = b""
+        if auth_plugin == "mysql_native_password":
+            auth = native_password(password.encode(), self.handshake.scramble)
         body = struct.pack("<IIB23x", caps, 1 << 24, UTF8MB4_GENERAL_CI)
         body += user.encode() + b"\x00"
         body += bytes([len(auth)]) + auth
         if database:
             body += database.encode() + b"\x00"
-        body += b"mysql_native_password\x00"
+        body += auth_plugin.encode() + b"\x00"
         if connect_attrs is not None:
             attrs_blob = b"".join(
                 bytes([len(k.encode())]) + k.encode() + bytes([len(v.encode())]) + v.encode()
@@ -285,6 +291,14 @@ class WireClient:
             )
             body += bytes([len(attrs_blob)]) + attrs_blob
         self.write_packet(body)
+        return self.finish_auth(password)
+
+    def finish_auth(self, password: str) -> bytes:
+        """
+        Read auth-phase packets (answering native-password auth switches) until OK.
+
+        @raise WireError: on an ERR packet or an auth method this client does not speak.
+        """
         while True:
             reply = self.read_packet()
             if reply[:1] == b"\x00":
