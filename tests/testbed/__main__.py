@@ -1,6 +1,7 @@
 """
 Command line for the test bed:
-C{python -m tests.testbed {mariadb,seekdb,seekdb_tls,all} {start,stop,status,env}}.
+C{python -m tests.testbed {mariadb,seekdb,seekdb_tls,all} {start,stop,status,env}}, and
+C{python -m tests.testbed certs} (make the TLS certificates if needed, print their paths).
 
   - C{start}: start the server(s), or keep the running one(s); prints where they listen.
   - C{stop}: stop them by pid.
@@ -38,9 +39,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     Run the command line; return the exit status.
     """
     parser = argparse.ArgumentParser(prog="python -m tests.testbed", description=__doc__)
-    parser.add_argument("kind", choices=[*KINDS, "all"])
-    parser.add_argument("action", choices=["start", "stop", "status", "env"])
+    parser.add_argument("kind", choices=[*KINDS, "all", "certs"])
+    parser.add_argument("action", nargs="?", choices=["start", "stop", "status", "env"])
     args = parser.parse_args(argv)
+    if args.kind == "certs":
+        certs = certificates()
+        for name in ("ca", "cert", "key", "client_cert", "client_key"):
+            print(f"{name}: {getattr(certs, name)}")
+        return 0
+    if args.action is None:
+        parser.error("an action is required: start, stop, status or env")
     kinds: List[str] = list(KINDS) if args.kind == "all" else [args.kind]
 
     if args.action == "start":
