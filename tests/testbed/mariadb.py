@@ -126,6 +126,8 @@ def _launch_once(base: Path, certs: TLSCerts) -> Server:
                 f"--datadir={data}",
                 "--auth-root-authentication-method=socket",
                 "--skip-test-db",
+                "--skip-name-resolve",
+                "--force",  # run even where the host name does not resolve
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
