@@ -1,0 +1,1325 @@
+"""
+L{ClientSession}: the proxy's side of one client connection.
+
+A client session is a Twisted protocol driving a sans-IO L{ServerConnection}
+(the proxy plays the MySQL server). It greets the client at once with its own
+random scramble and its C{cs_id} as connection id, checks the login against a
+stored verifier (recovering SHA1(password) so it can log in to any server),
+logs in to a first server session, and then serves commands:
+
+  - answered locally: C{COM_PING}, C{COM_QUIT}, C{COM_RESET_CONNECTION},
+    C{COM_CHANGE_USER}, C{COM_STMT_CLOSE}, C{SELECT CONNECTION_ID()},
+    C{SET @obproxy_route_addr = ...}, C{KILL [QUERY|CONNECTION] <cs_id>};
+  - relayed to a server session chosen by L{ClientSession._route}: everything
+    else. Rows are relayed undecoded (the hot path is L{ClientSession._relay}).
+
+Before a request goes to a server session that is behind, it is synced
+(C{COM_INIT_DB}, one C{SET}); a prepared statement that session never saw is
+prepared there first. Both answers are swallowed.
+
+See C{docs/proxy.md} for the whole story (pool, stickiness, failover, where
+we differ from ODP).
+"""
+
+from __future__ import annotations
+
+import collections
+import decimal
+import re
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from obproxy_tx.config import BackendServer, ClusterConfig, ClusterType, parse_server
+from obproxy_tx.session.login import LoginName, LoginNameError, parse_login_name
+from obproxy_tx.session.pool import ServerSessionPool
+from obproxy_tx.session.prepared import PreparedStatements, param_types_of, with_bound_types
+from obproxy_tx.session.server_session import (
+    BackendError,
+    BackendLogin,
+    ServerSession,
+    ServerSessionLostError,
+)
+from obproxy_tx.session.states import ClientSessionMachine
+from obproxy_tx.session.tracking import SessionState, StatementKind, classify, parse_route_addr
+from obproxy_tx.wire.connection import (
+    LocalInfileData,
+    Phase,
+    RowData,
+    ServerConnection,
+)
+from obproxy_tx.wire.constants import (
+    Capability,
+    ColumnFlag,
+    ColumnType,
+    ServerStatus,
+    SessionTrackType,
+)
+from obproxy_tx.wire.errors import ErrorCode, ProtocolError, RemoteProtocolError
+from obproxy_tx.wire.packets import (
+    AuthSwitchRequest,
+    AuthSwitchResponse,
+    ColumnCount,
+    ColumnDefinition41,
+    ComChangeUser,
+    ComInitDB,
+    ComPing,
+    ComProcessKill,
+    ComQuery,
+    ComQuit,
+    ComResetConnection,
+    ComSetOption,
+    ComStmtClose,
+    ComStmtExecute,
+    ComStmtFetch,
+    ComStmtPrepare,
+    ComStmtReset,
+    ComStmtSendLongData,
+    EOFPacket,
+    ERRPacket,
+    HandshakeResponse41,
+    HandshakeV10,
+    OKPacket,
+    StmtPrepareOK,
+    TextRow,
+    decode_text_values,
+)
+from obproxy_tx.wire.scramble import check_native_password, generate_scramble
+
+if TYPE_CHECKING:
+    from obproxy_tx.session.manager import SessionManager
+
+__all__ = ["PROXY_CAPABILITIES", "ClientSession"]
+
+MYSQL_NATIVE_PASSWORD = "mysql_native_password"
+
+#: What the proxy can offer a client when its servers offer it too. Left out:
+#: TLS and compression (not configured end to end yet), query attributes
+#: (the execute rewriting assumes their absence), optional result-set metadata,
+#: MariaDB's bulk, COM_MULTI, progress and metadata-cache extensions.
+PROXY_CAPABILITIES = (
+    Capability.CLIENT_LONG_PASSWORD
+    | Capability.CLIENT_FOUND_ROWS
+    | Capability.CLIENT_LONG_FLAG
+    | Capability.CLIENT_CONNECT_WITH_DB
+    | Capability.CLIENT_NO_SCHEMA
+    | Capability.CLIENT_ODBC
+    | Capability.CLIENT_LOCAL_FILES
+    | Capability.CLIENT_IGNORE_SPACE
+    | Capability.CLIENT_PROTOCOL_41
+    | Capability.CLIENT_INTERACTIVE
+    | Capability.CLIENT_IGNORE_SIGPIPE
+    | Capability.CLIENT_TRANSACTIONS
+    | Capability.CLIENT_RESERVED
+    | Capability.CLIENT_SECURE_CONNECTION
+    | Capability.CLIENT_MULTI_STATEMENTS
+    | Capability.CLIENT_MULTI_RESULTS
+    | Capability.CLIENT_PS_MULTI_RESULTS
+    | Capability.CLIENT_PLUGIN_AUTH
+    | Capability.CLIENT_CONNECT_ATTRS
+    | Capability.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+    | Capability.CLIENT_SESSION_TRACK
+    | Capability.CLIENT_DEPRECATE_EOF
+    | Capability.MARIADB_CLIENT_EXTENDED_TYPE_INFO
+)
+_REQUIRED = (
+    Capability.CLIENT_PROTOCOL_41
+    | Capability.CLIENT_SECURE_CONNECTION
+    | Capability.CLIENT_PLUGIN_AUTH
+    | Capability.CLIENT_TRANSACTIONS
+)
+_DEFAULT_CAPABILITIES = (
+    PROXY_CAPABILITIES
+    & ~Capability.CLIENT_DEPRECATE_EOF
+    & ~Capability.MARIADB_CLIENT_EXTENDED_TYPE_INFO
+)
+_NOT_SYNCED = frozenset({"character_set_database", "collation_database"})
+_INT_TYPES = frozenset(
+    {
+        ColumnType.MYSQL_TYPE_TINY,
+        ColumnType.MYSQL_TYPE_SHORT,
+        ColumnType.MYSQL_TYPE_LONG,
+        ColumnType.MYSQL_TYPE_LONGLONG,
+        ColumnType.MYSQL_TYPE_INT24,
+        ColumnType.MYSQL_TYPE_YEAR,
+    }
+)
+_FLOAT_TYPES = frozenset({ColumnType.MYSQL_TYPE_FLOAT, ColumnType.MYSQL_TYPE_DOUBLE})
+_DECIMAL_TYPES = frozenset({ColumnType.MYSQL_TYPE_DECIMAL, ColumnType.MYSQL_TYPE_NEWDECIMAL})
+_BINARY_CHARSET = 63
+_SELECT_ROUTE_ADDR = re.compile(rb"\s*select\s+@obproxy_route_addr\s*;?\s*\Z", re.I)
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.$]+\Z")
+
+
+def _user_var_ref(name: str) -> str:
+    if _PLAIN_NAME.match(name):
+        return "@" + name
+    return "@`" + name.replace("`", "``") + "`"
+
+
+def _value_of(raw: bytes | None, column: ColumnDefinition41) -> Any:
+    """
+    A user variable's value read back as text, typed by its column.
+    """
+    if raw is None:
+        return None
+    kind = column.column_type
+    if kind in _INT_TYPES:
+        return int(raw)
+    if kind in _DECIMAL_TYPES:
+        return decimal.Decimal(raw.decode())
+    if kind in _FLOAT_TYPES:
+        return float(raw)
+    if column.character_set == _BINARY_CHARSET:
+        return bytes(raw)
+    return raw.decode("utf-8", "surrogateescape")
+
+
+class _RequestFailedError(Exception):
+    """
+    A request cannot go on; C{packet} (if any) is the ERR the client gets.
+    """
+
+    def __init__(self, packet: ERRPacket | None, close: bool = False) -> None:
+        super().__init__(packet.message if packet is not None else "request failed")
+        self.packet = packet
+        self.close = close
+
+
+class ClientSession(Protocol):
+    """
+    One client connection to the proxy.
+
+    @ivar manager: the L{SessionManager} that owns this session.
+    @ivar cs_id: the client session id (the handshake's connection id).
+    @ivar machine: the C{MCS_*} state.
+    @ivar conn: the sans-IO server-side conversation with the client.
+    @ivar login: the parsed login name (after the handshake response).
+    @ivar cluster: the cluster the client logged in to.
+    @ivar state: the tracked session state (database, variables, versions, pins).
+    @ivar bound: the last used server session (C{MSS_KA_CLIENT_SLAVE}), or C{None}.
+    @ivar active: the server session serving the current request, or C{None}.
+    @ivar pool: idle server sessions (C{MSS_KA_SHARED}).
+    @ivar route_addr: the forced server (C{SET @obproxy_route_addr}), or C{None}.
+    @ivar statements: the client's prepared statements.
+    @ivar peer: the client's address.
+    """
+
+    _log = Logger()
+    transport: Any
+
+    def __init__(self, manager: SessionManager, cs_id: int) -> None:
+        """
+        @param manager: the owning session manager.
+        @param cs_id: this session's id.
+        """
+        self.manager = manager
+        self.cs_id = cs_id
+        self.machine = ClientSessionMachine(f"client session {cs_id}")
+        self.conn: ServerConnection = ServerConnection(_DEFAULT_CAPABILITIES)
+        self.login: LoginName | None = None
+        self.cluster: ClusterConfig | None = None
+        self.state = SessionState()
+        self.bound: ServerSession | None = None
+        self.active: ServerSession | None = None
+        self.pool = ServerSessionPool()
+        self.route_addr: str | None = None
+        self.statements = PreparedStatements()
+        self.peer = ""
+        self.peer_port = 0
+        self._scramble = generate_scramble()
+        self._stage1 = b""
+        self._verifier = b""
+        self._response: HandshakeResponse41 | None = None
+        self._events: collections.deque[Any] = collections.deque()
+        self._busy = False
+        self._closed = False
+        self._doomed: str | None = None
+        self._login_timer: IDelayedCall | None = None
+        self._producer: ServerSession | None = None
+        self._request_info: Any = None
+        self._request_command: Any = None
+        self._versions_before = self.state.versions
+        self._side_request = False
+        self._reported_sys_vars: set[str] = set()
+        self._in_transaction = False
+        self._multi_statements = True
+        self._greeting_caps = _DEFAULT_CAPABILITIES
+        self._pending_change: ComChangeUser | None = None
+
+    def __repr__(self) -> str:
+        return f"<ClientSession {self.cs_id} {self.login} {self.machine.state.name}>"
+
+    # -- what admin commands show -------------------------------------------------
+
+    @property
+    def server_sessions(self) -> list[ServerSession]:
+        """
+        Every live server session of this client session (active, bound, pooled).
+        """
+        sessions = [ss for ss in (self.active, self.bound) if ss is not None]
+        sessions.extend(ss for ss in self.pool if ss not in sessions)
+        return sessions
+
+    @property
+    def server_session_count(self) -> int:
+        """
+        ODP's C{svr_session_count}: pooled + bound + active server sessions.
+        """
+        return len(self.server_sessions)
+
+    @property
+    def pin_reasons(self) -> frozenset[str]:
+        """
+        Why this session must stay on its current server session (empty: free to move).
+        """
+        reasons = set(self.state.pin_reasons)
+        if self._in_transaction:
+            reasons.add("transaction")
+        for statement in self.statements.by_id.values():
+            if statement.cursor_session is not None:
+                reasons.add("open cursor")
+            if statement.long_data_session is not None:
+                reasons.add("long data")
+        return frozenset(reasons)
+
+    # -- Twisted -------------------------------------------------------------------
+
+    def connectionMade(self) -> None:  # noqa: N802
+        """
+        Greet the client (once the default cluster's greeting is known).
+        """
+        self.machine.start()
+        peer = self.transport.getPeer()
+        self.peer = str(getattr(peer, "host", "localhost"))
+        self.peer_port = int(getattr(peer, "port", 0) or 0)
+        timeout = self.manager.config.client_login_timeout
+        if timeout:
+            self._login_timer = self.manager.reactor.callLater(timeout, self._login_timed_out)
+        self._busy = True
+        greeting = self.manager.cluster_greeting(self.manager.config.default_cluster)
+        greeting.addCallback(self._send_greeting)
+        greeting.addErrback(self._internal_error)
+
+    def _send_greeting(self, learned: HandshakeV10 | None) -> None:
+        if self._closed:
+            return
+        config = self.manager.config
+        if learned is not None:
+            caps = (learned.capabilities & PROXY_CAPABILITIES) | _REQUIRED
+            version = config.mysql_version or learned.server_version
+            charset = learned.character_set
+        else:
+            caps = _DEFAULT_CAPABILITIES
+            version = config.mysql_version or "5.7.25"
+            charset = 45
+        self._greeting_caps = Capability(caps)
+        self.conn = ServerConnection(self._greeting_caps)
+        handshake = HandshakeV10(
+            server_version=version,
+            connection_id=self.cs_id,
+            auth_plugin_data=self._scramble,
+            capabilities=self._greeting_caps,
+            character_set=charset,
+            status_flags=ServerStatus.SERVER_STATUS_AUTOCOMMIT,
+            auth_plugin_name=MYSQL_NATIVE_PASSWORD,
+        )
+        self._write(self.conn.send(handshake))
+        self._busy = False
+        self._process()
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        """
+        Feed the client's bytes to the conversation and serve the events.
+        """
+        if self._closed:
+            return
+        if self.conn.phase is Phase.CONNECT:
+            self._events.append(data)
+            return
+        try:
+            events = self.conn.receive_data(data)
+        except RemoteProtocolError as exc:
+            self._protocol_failed(exc)
+            return
+        if self._busy or self._events:
+            self._events.extend(events)
+            self._process()
+            return
+        for index, event in enumerate(events):
+            self._handle(event)
+            if self._busy or self._closed:
+                self._events.extend(events[index + 1 :])
+                return
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: N802,B008
+        """
+        End every server session of this client at once.
+        """
+        self._closed = True
+        if self._login_timer is not None and self._login_timer.active():
+            self._login_timer.cancel()
+        self._login_timer = None
+        self._close_server_sessions()
+        self.machine.close()
+        self.manager.client_session_closed(self)
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        if data and not self._closed:
+            self.transport.write(data)
+
+    def _send(self, packet: Any) -> None:
+        self._write(self.conn.send(packet))
+
+    def close(self) -> None:
+        """
+        Close the client connection (its server sessions follow).
+        """
+        if not self._closed:
+            self.transport.loseConnection()
+
+    def _protocol_failed(self, exc: ProtocolError) -> None:
+        self._log.info(
+            "client {peer} broke the protocol: {message}", peer=self.peer, message=exc.message
+        )
+        self._write(self.conn.error_packet_for(exc))
+        self.close()
+
+    def _internal_error(self, failure: Failure) -> None:
+        self._log.failure("client session {cs_id} failed", failure, cs_id=self.cs_id)
+        try:
+            self._send(ERRPacket(ErrorCode.ER_UNKNOWN_ERROR, "internal proxy error"))
+        except Exception:
+            self._log.debug("could not report the internal error")
+        self.close()
+
+    def _login_timed_out(self) -> None:
+        self._login_timer = None
+        if self.login is None or self.conn.phase is not Phase.COMMAND_IDLE:
+            self._log.info("client {peer} did not log in in time", peer=self.peer)
+            self.transport.abortConnection()
+
+    def _process(self) -> None:
+        while self._events and not self._busy and not self._closed:
+            event = self._events.popleft()
+            if event.__class__ is bytes:
+                try:
+                    self._events.extendleft(reversed(self.conn.receive_data(event)))
+                except RemoteProtocolError as exc:
+                    self._protocol_failed(exc)
+                    return
+                continue
+            self._handle(event)
+
+    def _handle(self, event: Any) -> None:
+        try:
+            cls = event.__class__
+            if cls is LocalInfileData:
+                active = self.active
+                if active is not None:
+                    active.send(event)
+            elif cls is AuthSwitchResponse and self._pending_change is not None:
+                self._changed(event.data)
+            elif self.login is None:
+                self._login_event(event)
+            else:
+                self._command(event)
+        except RemoteProtocolError as exc:
+            self._protocol_failed(exc)
+        except Exception:
+            self._internal_error(Failure())
+
+    def _status(self) -> ServerStatus:
+        flags = ServerStatus.SERVER_STATUS_AUTOCOMMIT
+        bound = self.bound
+        if bound is not None:
+            flags = bound.conn.status_flags
+        return ServerStatus(
+            flags
+            & ~ServerStatus.SERVER_MORE_RESULTS_EXISTS
+            & ~ServerStatus.SERVER_SESSION_STATE_CHANGED
+            & ~ServerStatus.SERVER_STATUS_CURSOR_EXISTS
+            & ~ServerStatus.SERVER_STATUS_LAST_ROW_SENT
+        )
+
+    def _ok(self) -> None:
+        self._send(OKPacket(status_flags=self._status()))
+
+    def _error(self, code: int, message: str, sqlstate: str = "HY000") -> None:
+        self._send(ERRPacket(code, message, sqlstate))
+
+    def _run(self, coroutine: Any) -> None:
+        """
+        Run an async step: the session is busy (client events queue) until it ends.
+        """
+        self._busy = True
+        deferred = defer.Deferred.fromCoroutine(coroutine)
+        deferred.addErrback(self._request_error)
+        deferred.addBoth(self._unbusy)
+
+    def _unbusy(self, _: object) -> None:
+        if self.active is None:
+            self._busy = False
+            self._process()
+
+    def _request_error(self, failure: Failure) -> None:
+        if self._closed:
+            return
+        if failure.check(_RequestFailedError):
+            error: Any = failure.value
+            if error.packet is not None and self.conn.our_turn:
+                self._send(error.packet)
+            if error.close:
+                self.close()
+            return
+        self._internal_error(failure)
+
+    # -- login -----------------------------------------------------------------------
+
+    def _login_event(self, event: Any) -> None:
+        cls = event.__class__
+        if cls is HandshakeResponse41:
+            self._response = event
+            plugin = event.auth_plugin_name or MYSQL_NATIVE_PASSWORD
+            if plugin != MYSQL_NATIVE_PASSWORD:
+                self._send(AuthSwitchRequest.for_scramble(MYSQL_NATIVE_PASSWORD, self._scramble))
+                return
+            self._run(self._authenticate(event.username, event.auth_response, event.database))
+        elif cls is AuthSwitchResponse and self._response is not None:
+            response = self._response
+            self._run(self._authenticate(response.username, event.data, response.database))
+        else:
+            raise RemoteProtocolError(
+                f"unexpected {cls.__name__} during login", ErrorCode.ER_HANDSHAKE_ERROR
+            )
+
+    def _access_denied(self, user: str, using_password: bool) -> _RequestFailedError:
+        cluster = self.cluster
+        sqlstate = (
+            "42000" if cluster is not None and cluster.type is ClusterType.OCEANBASE else "28000"
+        )
+        return _RequestFailedError(
+            ERRPacket(
+                ErrorCode.ER_ACCESS_DENIED_ERROR,
+                f"Access denied for user '{user}'@'{self.peer}' "
+                f"(using password: {'YES' if using_password else 'NO'})",
+                sqlstate,
+            ),
+            close=True,
+        )
+
+    def _parse_login(self, raw: str) -> tuple[LoginName, ClusterConfig]:
+        config = self.manager.config
+        try:
+            login = parse_login_name(
+                raw,
+                default_cluster=config.default_cluster.name,
+                tenant_defaults={c.name: c.default_tenant for c in config.clusters},
+                username_separator=config.username_separator,
+            )
+        except LoginNameError:
+            raise self._access_denied(raw, True) from None
+        cluster = config.cluster(login.cluster)
+        if cluster is None:
+            raise _RequestFailedError(
+                ERRPacket(
+                    ErrorCode.ER_ACCESS_DENIED_ERROR,
+                    f"Access denied for user '{raw}'@'{self.peer}': cluster '{login.cluster}' "
+                    "is not configured in this proxy",
+                    "28000",
+                ),
+                close=True,
+            )
+        return login, cluster
+
+    async def _verify(
+        self, raw_user: str, answer: bytes
+    ) -> tuple[LoginName, ClusterConfig, bytes, bytes]:
+        login, cluster = self._parse_login(raw_user)
+        self.cluster = cluster
+        if login.is_proxysys:
+            raise _RequestFailedError(
+                ERRPacket(
+                    ErrorCode.ER_ACCESS_DENIED_ERROR,
+                    f"Access denied for user '{raw_user}'@'{self.peer}': the proxy's local "
+                    "admin users are not served by this listener yet",
+                    "28000",
+                ),
+                close=True,
+            )
+        verifier = await self.manager.lookup_verifier(cluster, login.user, login.tenant)
+        if verifier is None:
+            raise self._access_denied(login.user, bool(answer))
+        stage1 = check_native_password(self._scramble, answer, verifier)
+        if stage1 is None:
+            raise self._access_denied(login.user, bool(answer))
+        return login, cluster, stage1, verifier
+
+    async def _authenticate(self, raw_user: str, answer: bytes, database: str | None) -> None:
+        login, cluster, stage1, verifier = await self._verify(raw_user, answer)
+        self.login = login
+        self._stage1, self._verifier = stage1, verifier
+        self._multi_statements = bool(self.conn.capabilities & Capability.CLIENT_MULTI_STATEMENTS)
+        if database:
+            self.state.set_database(database)
+        try:
+            server = self.manager.pick_server(cluster)
+            ss = await self._acquire(server, failover=True)
+        except _RequestFailedError as failed:
+            self.login = None
+            failed.close = True
+            raise
+        self._finish_request(ss, bind=True)
+        if self._login_timer is not None and self._login_timer.active():
+            self._login_timer.cancel()
+        self._login_timer = None
+        self._in_transaction = False
+        self._send(OKPacket(status_flags=self._status()))
+        self._log.info(
+            "client session {cs_id}: {user} from {peer} logged in to {server}",
+            cs_id=self.cs_id,
+            user=login.full_name,
+            peer=self.peer,
+            server=ss.server.address,
+        )
+
+    # -- server sessions -------------------------------------------------------------
+
+    def _backend_login(self) -> BackendLogin:
+        login = self.login
+        cluster = self.cluster
+        assert login is not None and cluster is not None
+        username = login.user_tenant if cluster.type is ClusterType.OCEANBASE else login.user
+        response = self._response
+        caps = self.conn.capabilities
+        return BackendLogin(
+            username=username,
+            stage1=self._stage1,
+            verifier=self._verifier,
+            capabilities=Capability(
+                (
+                    caps
+                    | _REQUIRED
+                    | Capability.CLIENT_SESSION_TRACK
+                    | Capability.CLIENT_MULTI_RESULTS
+                )
+                & ~Capability.CLIENT_SSL
+                & ~Capability.CLIENT_COMPRESS
+                & ~Capability.CLIENT_ZSTD_COMPRESSION_ALGORITHM
+            ),
+            character_set=response.character_set if response is not None else 0,
+            database=self.state.database,
+            connect_attrs=response.connect_attrs if response is not None else None,
+            max_packet_size=response.max_packet_size if response is not None else 1 << 30,
+        )
+
+    async def _connect(self, server: BackendServer, failover: bool) -> ServerSession:
+        cluster = self.cluster
+        assert cluster is not None
+        candidates = [server]
+        if failover:
+            others = [s for s in cluster.servers if s.address != server.address]
+            candidates.extend(
+                others[: max(0, self.manager.config.connect_observer_max_retries - 1)]
+            )
+        problems = []
+        for candidate in candidates:
+            try:
+                ss = await self.manager.connect_server_session(
+                    self, candidate, self._backend_login()
+                )
+            except BackendError as refused:
+                raise _RequestFailedError(refused.packet, close=self.login is None) from None
+            except Exception as exc:  # connect errors of every kind
+                problems.append(f"{candidate.address}: {exc}")
+                continue
+            ss.versions = (
+                self.state.versions if ss.login.database == self.state.database else ss.versions
+            )
+            return ss
+        raise _RequestFailedError(
+            ERRPacket(
+                ErrorCode.CR_CONN_HOST_ERROR,
+                f"Cannot connect to any server of cluster '{cluster.name}' ({'; '.join(problems)})",
+            )
+        )
+
+    async def _acquire(self, server: BackendServer, failover: bool = False) -> ServerSession:
+        """
+        Take the server session for C{server}: the bound one, a pooled one,
+        or a new one; then bring it up to date.
+        """
+        key = (server.address, self.login.full_name if self.login else "")
+        bound = self.bound
+        ss: ServerSession | None = None
+        if bound is not None and bound.key == key and bound.alive:
+            ss, self.bound = bound, None
+            self._side_request = False
+        else:
+            if bound is not None and not self._side_request:
+                self.bound = None
+                bound.machine.pool()
+                self.pool.put(bound)
+            ss = self.pool.take(key)
+            while ss is not None and not ss.alive:
+                ss = self.pool.take(key)
+        if ss is None:
+            ss = await self._connect(server, failover)
+        ss.machine.activate()
+        try:
+            await self._sync(ss)
+        except ServerSessionLostError:
+            raise _RequestFailedError(
+                self._lost_error(ss, "while syncing the session"), close=True
+            ) from None
+        return ss
+
+    async def _sync(self, ss: ServerSession) -> None:
+        if ss.multi_statements != self._multi_statements:
+            option = 0 if self._multi_statements else 1
+            await ss.request(ComSetOption(option))  # type: ignore[arg-type]
+            ss.multi_statements = self._multi_statements
+        plan = self.state.plan(ss.versions)
+        if plan.database is not None:
+            answer = await ss.request(ComInitDB(plan.database.encode("utf-8", "surrogateescape")))
+            self._log_sync_error(ss, answer, "COM_INIT_DB")
+        if plan.statement is not None:
+            answer = await ss.request(ComQuery(plan.statement.encode("utf-8", "surrogateescape")))
+            self._log_sync_error(ss, answer, plan.statement)
+        ss.versions = self.state.versions
+
+    def _log_sync_error(self, ss: ServerSession, answer: list[Any], what: str) -> None:
+        for event in answer:
+            if event.__class__ is ERRPacket:
+                self._log.warn(
+                    "sync of client session {cs_id} to {server} failed: {what}: {code} {message}",
+                    cs_id=self.cs_id,
+                    server=ss.server.address,
+                    what=what,
+                    code=event.error_code,
+                    message=event.message,
+                )
+
+    def _lost_error(self, ss: ServerSession, when: str) -> ERRPacket:
+        cluster = self.cluster.name if self.cluster else "?"
+        return ERRPacket(
+            ErrorCode.CR_SERVER_LOST,
+            f"Lost connection to server {ss.server.address} of cluster '{cluster}' {when}",
+        )
+
+    def server_session_lost(self, ss: ServerSession, reason: Failure) -> None:
+        """
+        A server session's connection closed (called by the session manager).
+
+        Idle and not pinned: forgotten; the next request gets a new one and
+        the client notices nothing. Idle but pinned (transaction, lock,
+        temporary table, cursor): the client's next command gets an error and
+        the connection closes. Mid-request: the client gets an error now
+        (when the protocol lets it) and the connection closes.
+        """
+        if self._producer is ss:
+            self._producer = None
+            if not self._closed:
+                self.transport.unregisterProducer()
+        for statement in self.statements.by_id.values():
+            if statement.cursor_session is ss:
+                statement.cursor_session = None
+            if statement.long_data_session is ss:
+                statement.long_data_session = None
+        if self._closed:
+            return
+        if ss is self.active:
+            self.active = None
+            self._log.warn(
+                "client session {cs_id}: {server} closed mid-request",
+                cs_id=self.cs_id,
+                server=ss.server.address,
+            )
+            if self.conn.our_turn:
+                try:
+                    self._send(self._lost_error(ss, "during the query"))
+                except ProtocolError:
+                    self._log.debug("no error packet possible here")
+            self.close()
+            return
+        if ss is self.bound:
+            self.bound = None
+            reasons = self.pin_reasons
+            if reasons:
+                self._doomed = (
+                    f"Lost connection to server {ss.server.address} of cluster "
+                    f"'{self.cluster.name if self.cluster else '?'}' while the session was pinned "
+                    f"to it ({', '.join(sorted(reasons))}); the transaction or session state "
+                    "there is gone"
+                )
+            self._log.info(
+                "client session {cs_id}: idle server session {ss_id} to {server} closed",
+                cs_id=self.cs_id,
+                ss_id=ss.ss_id,
+                server=ss.server.address,
+            )
+        else:
+            self.pool.remove(ss)
+
+    def _close_server_sessions(self) -> None:
+        sessions = self.server_sessions
+        self.active = self.bound = None
+        self.pool.drain()
+        if self._producer is not None:
+            self._producer = None
+            if not self._closed:
+                self.transport.unregisterProducer()
+        for ss in sessions:
+            ss.sink = None
+            ss.close()
+
+    def _attach(self, ss: ServerSession) -> None:
+        """
+        Make C{ss} the producer of the client's transport (a slow client
+        pauses the server) and the client's transport the producer of C{ss}'s.
+        """
+        if self._producer is not ss:
+            old = self._producer
+            if old is not None:
+                self.transport.unregisterProducer()
+                if old.alive:
+                    old.transport.resumeProducing()
+            self.transport.registerProducer(ss.transport, True)
+            self._producer = ss
+            if ss.transport.producer is None:
+                ss.transport.registerProducer(self.transport, True)
+
+    # -- routing ---------------------------------------------------------------------
+
+    def _server_for(self, address: str) -> BackendServer:
+        cluster = self.cluster
+        assert cluster is not None
+        for server in cluster.servers:
+            if server.address == address:
+                return server
+        return parse_server(address)
+
+    def _route(self, needs_last: bool = False) -> BackendServer:
+        bound = self.bound
+        if self._doomed is not None:
+            raise _RequestFailedError(ERRPacket(ErrorCode.CR_SERVER_LOST, self._doomed), close=True)
+        if bound is not None and (needs_last or self.pin_reasons):
+            return bound.server
+        if self.route_addr is not None:
+            return self._server_for(self.route_addr)
+        if bound is not None:
+            return bound.server
+        assert self.cluster is not None
+        return self.manager.pick_server(self.cluster)
+
+    # -- commands ---------------------------------------------------------------------
+
+    def _command(self, command: Any) -> None:
+        cls = command.__class__
+        if self._doomed is not None and cls is not ComQuit:
+            self._error(ErrorCode.CR_SERVER_LOST, self._doomed)
+            self.close()
+            return
+        if cls is ComQuery:
+            self._query(command)
+        elif cls is ComStmtExecute:
+            self._execute(command)
+        elif cls is ComPing:
+            self._ok()
+        elif cls is ComQuit:
+            self.close()
+        elif cls is ComStmtPrepare:
+            self._forward(command, None)
+        elif cls is ComStmtClose:
+            self._stmt_close(command)
+        elif cls is ComStmtReset:
+            self._stmt_reset(command)
+        elif cls is ComStmtSendLongData:
+            self._long_data(command)
+        elif cls is ComStmtFetch:
+            self._fetch(command)
+        elif cls is ComResetConnection:
+            self._reset_connection()
+        elif cls is ComChangeUser:
+            self._change_user(command)
+        elif cls is ComProcessKill:
+            self._kill(False, command.connection_id)
+        elif cls is ComSetOption:
+            self._forward(command, None)
+        else:
+            self._forward(command, None)
+
+    def _query(self, command: ComQuery) -> None:
+        info = classify(command.query)
+        if info.connection_id_only:
+            self._answer_value(b"CONNECTION_ID()", self.cs_id)
+            return
+        if info.route_addr is not None and info.kind is StatementKind.SET:
+            self._set_route_addr(info.route_addr)
+            return
+        if info.kind is StatementKind.KILL and info.kill is not None:
+            self._kill(*info.kill)
+            return
+        if info.kind is StatementKind.SELECT and _SELECT_ROUTE_ADDR.match(command.query):
+            self._answer_value(b"@obproxy_route_addr", self.route_addr or 0)
+            return
+        self._forward(command, info)
+
+    def _answer_value(self, name: bytes, value: object) -> None:
+        is_int = isinstance(value, int)
+        text = str(value).encode()
+        column = ColumnDefinition41(
+            schema=b"",
+            table=b"",
+            org_table=b"",
+            name=name,
+            org_name=b"",
+            character_set=_BINARY_CHARSET if is_int else 45,
+            column_length=21 if is_int else len(text) * 4,
+            column_type=ColumnType.MYSQL_TYPE_LONGLONG
+            if is_int
+            else ColumnType.MYSQL_TYPE_VAR_STRING,
+            flags=ColumnFlag.NOT_NULL_FLAG | (ColumnFlag.BINARY_FLAG if is_int else ColumnFlag(0)),
+            decimals=0,
+        )
+        status = self._status()
+        self._write(
+            self.conn.send_many(
+                [
+                    ColumnCount(1),
+                    column,
+                    EOFPacket(status_flags=status),
+                    TextRow((text,)),
+                    self.conn.end_of_rows(status),
+                ]
+            )
+        )
+
+    def _set_route_addr(self, text: str) -> None:
+        try:
+            self.route_addr = parse_route_addr(text)
+        except ValueError as exc:
+            self._error(ErrorCode.ER_WRONG_ARGUMENTS, str(exc))
+            return
+        self._ok()
+
+    def _forward(self, command: Any, info: Any, server: BackendServer | None = None) -> None:
+        """
+        Relay C{command} to a server session (the fast path when the bound
+        one is in sync, else an async acquire/sync first).
+        """
+        bound = self.bound
+        needs_last = info is not None and info.needs_last_session
+        if (
+            server is None
+            and bound is not None
+            and bound.alive
+            and self._doomed is None
+            and (
+                self.route_addr is None
+                or needs_last
+                or self.pin_reasons
+                or bound.server.address == self.route_addr
+            )
+            and bound.versions == self.state.versions
+            and bound.multi_statements == self._multi_statements
+        ):
+            self.bound = None
+            bound.machine.activate()
+            self._start(bound, command, info)
+            return
+        self._run(self._forward_async(command, info, server, needs_last))
+
+    async def _forward_async(
+        self, command: Any, info: Any, server: BackendServer | None, needs_last: bool
+    ) -> None:
+        target = server if server is not None else self._route(needs_last)
+        ss = await self._acquire(
+            target, failover=server is None and self.route_addr is None and self.bound is None
+        )
+        self._start(ss, command, info)
+
+    def _start(self, ss: ServerSession, command: Any, info: Any) -> None:
+        self.active = ss
+        self._busy = True
+        self._request_info = info
+        self._request_command = command
+        self._versions_before = self.state.versions
+        ss.sink = self._relay
+        self._attach(ss)
+        ss.send(command)
+        if ss.conn.phase is Phase.COMMAND_IDLE:  # no answer (COM_STMT_SEND_LONG_DATA)
+            self._finish_request(ss, bind=True)
+            self._busy = False
+
+    def _relay(self, ss: ServerSession, events: list[Any]) -> None:
+        """
+        The hot path: the server's answer goes to the client as it comes.
+        """
+        send = self.conn.send
+        out = []
+        for event in events:
+            if event.__class__ is RowData:
+                out.append(send(event))
+                continue
+            cls = event.__class__
+            if cls is OKPacket:
+                event = self._learn_ok(event)
+            elif cls is StmtPrepareOK:
+                event = self._prepared(ss, event)
+            out.append(send(event))
+        if self.conn.compression is None:
+            self.transport.writeSequence(out)
+        else:
+            self.transport.write(b"".join(out))
+        if ss.conn.phase is Phase.COMMAND_IDLE:
+            self._request_done(ss)
+
+    def _learn_ok(self, ok: OKPacket) -> OKPacket:
+        state = self.state
+        if ok.last_insert_id:
+            state.set_last_insert_id(ok.last_insert_id)
+        if ok.session_state_changes:
+            sys_vars = []
+            for item in ok.session_state_items():
+                if item.type == SessionTrackType.SESSION_TRACK_SYSTEM_VARIABLES:
+                    name, value = item.system_variable()
+                    text = name.decode("utf-8", "surrogateescape").lower()
+                    self._reported_sys_vars.add(text)
+                    if text not in _NOT_SYNCED and not text.startswith("_"):
+                        sys_vars.append((text, value.decode("utf-8", "surrogateescape")))
+                elif item.type == SessionTrackType.SESSION_TRACK_SCHEMA:
+                    schema = item.schema().decode("utf-8", "surrogateescape")
+                    state.set_database(schema or None)
+            if sys_vars:
+                state.set_sys_vars(sys_vars)
+            if not self.conn.capabilities & Capability.CLIENT_SESSION_TRACK:
+                return OKPacket(
+                    ok.affected_rows,
+                    ok.last_insert_id,
+                    ServerStatus(ok.status_flags & ~ServerStatus.SERVER_SESSION_STATE_CHANGED),
+                    ok.warnings,
+                    ok.info,
+                    None,
+                    ok.header,
+                )
+        return ok
+
+    def _prepared(self, ss: ServerSession, ok: StmtPrepareOK) -> StmtPrepareOK:
+        command = self._request_command
+        statement = self.statements.add(command.query, ok)
+        ss.statements[statement.statement_id] = ok.statement_id
+        return StmtPrepareOK(
+            statement.statement_id, ok.num_columns, ok.num_params, ok.warnings, ok.metadata_follows
+        )
+
+    def _request_done(self, ss: ServerSession) -> None:
+        self.active = None
+        ss.sink = None
+        command = self._request_command
+        info = self._request_info
+        self._request_info = self._request_command = None
+        fetch = None
+        if info is not None:
+            fetch = self._after_statement(info)
+        elif command.__class__ is ComStmtExecute:
+            statement = self.statements.get(command.statement_id)
+            if statement is not None and ss.conn.cursor_exists:
+                statement.cursor_session = ss
+        elif command.__class__ is ComSetOption:
+            self._multi_statements = command.option == 0
+            ss.multi_statements = self._multi_statements
+        self._finish_request(ss, bind=not self._side_request)
+        if fetch is not None and ss.alive:
+            self._run(self._read_back(ss, *fetch))
+            return
+        self._busy = False
+        self._process()
+
+    def _after_statement(self, info: Any) -> tuple[list[str], list[str]] | None:
+        reasons = info.pin_reasons
+        if reasons:
+            self.state.pin_reasons.update(r for r in reasons if r != "SET TRANSACTION")
+            if "SET TRANSACTION" in reasons:
+                self.state.pin_reasons.add("SET TRANSACTION")
+        elif info.kind in (StatementKind.COMMIT, StatementKind.ROLLBACK):
+            self.state.pin_reasons.discard("SET TRANSACTION")
+        sys_names = [
+            name
+            for name, scope in info.system_var_assignments
+            if scope != "global" and name not in self._reported_sys_vars and name not in _NOT_SYNCED
+        ]
+        user_names = sorted(info.user_var_assignments)
+        self._reported_sys_vars.clear()
+        if not sys_names and not user_names:
+            return None
+        return sys_names, user_names
+
+    def _finish_request(self, ss: ServerSession, bind: bool) -> None:
+        was_in_transaction = self._in_transaction
+        self._in_transaction = ss.conn.in_transaction
+        if was_in_transaction and not self._in_transaction:
+            self.state.pin_reasons.discard("SET TRANSACTION")
+        ss.versions = ss.versions.after_statement(self._versions_before, self.state.versions)
+        self._versions_before = self.state.versions
+        if not ss.alive:
+            return
+        if bind:
+            ss.machine.bind()
+            self.bound = ss
+        else:
+            ss.machine.pool()
+            self.pool.put(ss)
+        self._side_request = False
+
+    async def _read_back(
+        self, ss: ServerSession, sys_names: list[str], user_names: list[str]
+    ) -> None:
+        """
+        Read back variables a statement set that the server did not report,
+        so other server sessions can be synced.
+        """
+        refs = [f"@@SESSION.{name}" for name in sys_names] + [_user_var_ref(n) for n in user_names]
+        ss.machine.activate()
+        self.bound = None
+        try:
+            answer = await ss.request(ComQuery(("SELECT " + ", ".join(refs)).encode()))
+        except ServerSessionLostError:
+            return
+        finally:
+            if ss.alive:
+                ss.machine.bind()
+                self.bound = ss
+        columns = [event for event in answer if event.__class__ is ColumnDefinition41]
+        rows = [event for event in answer if event.__class__ is RowData]
+        if not rows or len(columns) != len(refs):
+            return
+        values = decode_text_values(rows[0].payload, len(columns))
+        before = self.state.versions
+        count = len(sys_names)
+        self.state.set_sys_vars(
+            (name, raw.decode("utf-8", "surrogateescape") if raw is not None else "")
+            for name, raw in zip(sys_names, values[:count])
+        )
+        self.state.set_user_vars(
+            (name, _value_of(raw, column))
+            for name, raw, column in zip(user_names, values[count:], columns[count:])
+        )
+        ss.versions = ss.versions.after_statement(before, self.state.versions)
+
+    # -- prepared statements ------------------------------------------------------------
+
+    def _unknown_statement(self, statement_id: int, where: str) -> None:
+        self._error(
+            ErrorCode.ER_UNKNOWN_STMT_HANDLER,
+            f"Unknown prepared statement handler ({statement_id}) given to {where}",
+        )
+
+    def _execute(self, command: ComStmtExecute) -> None:
+        statement = self.statements.get(command.statement_id)
+        if statement is None:
+            self._unknown_statement(command.statement_id, "mysqld_stmt_execute")
+            return
+        raw = command.raw_parameters or b""
+        types = param_types_of(raw, statement.param_count)
+        if types is not None:
+            statement.param_types = types
+        statement.long_data_session = None
+        bound = self.bound
+        if (
+            bound is not None
+            and bound.alive
+            and statement.statement_id in bound.statements
+            and (
+                types is not None
+                or statement.statement_id in bound.typed
+                or statement.param_count == 0
+            )
+            and self._doomed is None
+            and (
+                self.route_addr is None
+                or self.pin_reasons
+                or bound.server.address == self.route_addr
+            )
+            and bound.versions == self.state.versions
+        ):
+            self.bound = None
+            bound.machine.activate()
+            bound.typed.add(statement.statement_id)
+            self._start(
+                bound,
+                ComStmtExecute(
+                    bound.statements[statement.statement_id],
+                    command.flags,
+                    command.iteration_count,
+                    (),
+                    True,
+                    raw,
+                ),
+                None,
+            )
+            return
+        self._run(self._execute_async(command, statement))
+
+    async def _ensure_prepared(self, ss: ServerSession, statement: Any) -> int:
+        server_id = ss.statements.get(statement.statement_id)
+        if server_id is not None:
+            return server_id
+        answer = await ss.request(ComStmtPrepare(statement.sql))
+        first = answer[0] if answer else None
+        if first.__class__ is not StmtPrepareOK:
+            self._finish_request(ss, bind=True)
+            raise _RequestFailedError(first if first.__class__ is ERRPacket else None)
+        ss.statements[statement.statement_id] = first.statement_id
+        ss.typed.discard(statement.statement_id)
+        return int(first.statement_id)
+
+    async def _execute_async(self, command: ComStmtExecute, statement: Any) -> None:
+        target = (
+            statement.cursor_session.server
+            if statement.cursor_session is not None
+            else self._route()
+        )
+        ss = await self._acquire(target, failover=self.route_addr is None and self.bound is None)
+        server_id = await self._ensure_prepared(ss, statement)
+        raw = command.raw_parameters or b""
+        if statement.statement_id not in ss.typed and statement.param_types is not None:
+            raw = with_bound_types(raw, statement.param_count, statement.param_types)
+        ss.typed.add(statement.statement_id)
+        self._start(
+            ss,
+            ComStmtExecute(server_id, command.flags, command.iteration_count, (), True, raw),
+            None,
+        )
+
+    def _stmt_close(self, command: ComStmtClose) -> None:
+        statement = self.statements.remove(command.statement_id)
+        if statement is None:
+            return
+        for ss in self.server_sessions:
+            server_id = ss.statements.pop(statement.statement_id, None)
+            ss.typed.discard(statement.statement_id)
+            if server_id is not None and ss.alive and ss is not self.active:
+                ss.send(ComStmtClose(server_id))
+
+    def _stmt_reset(self, command: ComStmtReset) -> None:
+        statement = self.statements.get(command.statement_id)
+        if statement is None:
+            self._unknown_statement(command.statement_id, "mysqld_stmt_reset")
+            return
+        ss: Any = statement.cursor_session or statement.long_data_session or self.bound
+        statement.cursor_session = statement.long_data_session = None
+        if ss is None or not ss.alive or statement.statement_id not in ss.statements:
+            self._ok()
+            return
+        if ss is self.bound:
+            self.bound = None
+        else:
+            self.pool.remove(ss)
+        ss.machine.activate()
+        self._start(ss, ComStmtReset(ss.statements[statement.statement_id]), None)
+
+    def _long_data(self, command: ComStmtSendLongData) -> None:
+        statement = self.statements.get(command.statement_id)
+        if statement is None:
+            return  # no reply possible; the execute will fail
+        self._run(self._long_data_async(command, statement))
+
+    async def _long_data_async(self, command: ComStmtSendLongData, statement: Any) -> None:
+        ss = statement.long_data_session
+        target = ss.server if ss is not None else self._route()
+        ss = await self._acquire(target)
+        server_id = await self._ensure_prepared(ss, statement)
+        statement.long_data_session = ss
+        self._versions_before = self.state.versions
+        ss.send(ComStmtSendLongData(server_id, command.param_id, command.data))
+        self._finish_request(ss, bind=True)
+
+    def _fetch(self, command: ComStmtFetch) -> None:
+        statement = self.statements.get(command.statement_id)
+        if statement is None:
+            self._unknown_statement(command.statement_id, "mysqld_stmt_fetch")
+            return
+        ss = statement.cursor_session
+        if ss is None or not ss.alive or statement.statement_id not in ss.statements:
+            self._error(
+                ErrorCode.ER_UNKNOWN_STMT_HANDLER,
+                f"The statement ({statement.statement_id}) has no open cursor",
+            )
+            return
+        if ss is self.bound:
+            self.bound = None
+        else:
+            self.pool.remove(ss)
+        ss.machine.activate()
+        self._start(ss, ComStmtFetch(ss.statements[statement.statement_id], command.num_rows), None)
+
+    # -- session-wide commands ---------------------------------------------------------------
+
+    def _reset_connection(self) -> None:
+        self._close_server_sessions()
+        self.statements.clear()
+        self.state.reset(keep_database=True)
+        self._in_transaction = False
+        self._multi_statements = bool(self.conn.capabilities & Capability.CLIENT_MULTI_STATEMENTS)
+        self._send(OKPacket(status_flags=ServerStatus.SERVER_STATUS_AUTOCOMMIT))
+
+    def _change_user(self, command: ComChangeUser) -> None:
+        plugin = command.auth_plugin_name or MYSQL_NATIVE_PASSWORD
+        self._pending_change = command
+        if plugin != MYSQL_NATIVE_PASSWORD:
+            self._send(AuthSwitchRequest.for_scramble(MYSQL_NATIVE_PASSWORD, self._scramble))
+            return
+        self._changed(command.auth_response)
+
+    def _changed(self, answer: bytes) -> None:
+        command, self._pending_change = self._pending_change, None
+        assert command is not None
+        self._run(self._change_user_async(command, answer))
+
+    async def _change_user_async(self, command: ComChangeUser, answer: bytes) -> None:
+        login, cluster, stage1, verifier = await self._verify(command.username, answer)
+        self._close_server_sessions()
+        self.statements.clear()
+        self.state.reset(keep_database=False)
+        self._in_transaction = False
+        self.route_addr = None
+        self.login, self.cluster = login, cluster
+        self._stage1, self._verifier = stage1, verifier
+        if command.database:
+            self.state.set_database(command.database)
+        ss = await self._acquire(self.manager.pick_server(cluster), failover=True)
+        self._finish_request(ss, bind=True)
+        self._send(OKPacket(status_flags=self._status()))
+
+    def _kill(self, query_only: bool, target_id: int) -> None:
+        target = self.manager.find_client_session(target_id)
+        if target is None or target.login is None:
+            self._error(ErrorCode.ER_NO_SUCH_THREAD, f"Unknown thread id: {target_id}")
+            return
+        if target is self and not query_only:
+            self.close()
+            return
+        running = target.active
+        same_user = self.login is not None and target.login.full_name == self.login.full_name
+        if running is None:
+            if not query_only:
+                if not same_user:
+                    self._error(
+                        ErrorCode.ER_KILL_DENIED_ERROR, f"You are not owner of thread {target_id}"
+                    )
+                    return
+                target.close()
+            self._ok()
+            return
+        sql = f"KILL {'QUERY ' if query_only else ''}{running.backend_id}".encode()
+        self._side_request = True
+        if not query_only and same_user:
+            target.close()
+        self._forward(ComQuery(sql), None, server=running.server)

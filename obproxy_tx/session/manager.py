@@ -1,0 +1,337 @@
+"""
+L{SessionManager}: the proxy's Twisted service owning every client and server
+session.
+
+It allocates the ids (C{cs_id} with ODP's layout, C{ss_id}), answers lookups
+by id (C{KILL}, admin commands), learns each cluster's version string and
+capabilities from its servers (one probe connection, or the first login), finds
+user verifiers (config first, then the backend user directory when
+C{obproxy_tx.auth.backend_users} is installed and the cluster learns users),
+and connects server sessions.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.endpoints import clientFromString, connectProtocol
+from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from obproxy_tx.config import BackendServer, ClusterConfig, ProxyConfig
+from obproxy_tx.session.client_session import ClientSession
+from obproxy_tx.session.ids import ClientSessionIdAllocator, ServerSessionIdCounter
+from obproxy_tx.session.server_session import BackendLogin, ServerSession
+from obproxy_tx.wire.connection import ClientConnection
+from obproxy_tx.wire.constants import Capability
+from obproxy_tx.wire.errors import ErrorCode
+from obproxy_tx.wire.packets import ERRPacket, HandshakeV10
+
+__all__ = ["SessionManager"]
+
+
+class _GreetingProbe(Protocol):
+    """
+    Connects, reads the server's greeting, hangs up.
+    """
+
+    transport: Any
+
+    def __init__(self) -> None:
+        self.conn = ClientConnection(Capability(0))
+        self.greeting: defer.Deferred[HandshakeV10 | None] = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        try:
+            events = self.conn.receive_data(data)
+        except Exception:
+            events = []
+        for event in events:
+            if event.__class__ is HandshakeV10 and not self.greeting.called:
+                self.greeting.callback(event)
+                self.transport.abortConnection()
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: N802,B008
+        if not self.greeting.called:
+            self.greeting.callback(None)
+
+
+class _ListenerFactory(Factory):
+    """
+    Builds a L{ClientSession} per accepted connection.
+    """
+
+    def __init__(self, manager: SessionManager) -> None:
+        self.manager = manager
+
+    def buildProtocol(self, addr: Any) -> Protocol | None:  # noqa: N802
+        return self.manager.new_client_session(addr)
+
+
+class _TooMany(Protocol):
+    """
+    Refuses a connection over C{client_max_connections} with ERR 1040.
+    """
+
+    transport: Any
+
+    def connectionMade(self) -> None:  # noqa: N802
+        payload = ERRPacket(ErrorCode.ER_CON_COUNT_ERROR, "Too many connections", "08004").encode(
+            Capability.CLIENT_PROTOCOL_41
+        )
+        self.transport.write(len(payload).to_bytes(3, "little") + b"\x00" + payload)
+        self.transport.loseConnection()
+
+
+class SessionManager(Service):
+    """
+    Owns every client and server session of one proxy.
+
+    @ivar config: the proxy configuration.
+    @ivar reactor: the reactor used for connections and timers.
+    @ivar client_sessions: live client sessions by C{cs_id}.
+    @ivar greetings: what each cluster's servers announced (name -> greeting).
+    """
+
+    _log = Logger()
+
+    def __init__(self, config: ProxyConfig, reactor: Any = None) -> None:
+        """
+        @param config: the proxy configuration.
+        @param reactor: the reactor (default: the global one, resolved lazily).
+        """
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.config = config
+        self.reactor = reactor
+        self.client_sessions: dict[int, ClientSession] = {}
+        self.greetings: dict[str, HandshakeV10] = {}
+        self._probes: dict[str, defer.Deferred[HandshakeV10 | None]] = {}
+        self._cs_ids = ClientSessionIdAllocator(config.client_session_id_layout())
+        self._ss_ids = ServerSessionIdCounter()
+        self._next_server: dict[str, Any] = {}
+        self._user_directories: dict[str, Any] = {}
+
+    # -- service --------------------------------------------------------------------------
+
+    def startService(self) -> None:  # noqa: N802
+        """
+        Start probing the default cluster's servers so the first client is
+        greeted with their version and capabilities.
+        """
+        super().startService()
+        if self.config.clusters:
+            self.cluster_greeting(self.config.default_cluster)
+
+    def stopService(self) -> defer.Deferred[None] | None:  # noqa: N802
+        """
+        Close every client session (and so every server session).
+        """
+        for session in list(self.client_sessions.values()):
+            session.close()
+        return super().stopService()
+
+    def listener_factory(self) -> IProtocolFactory:
+        """
+        The client-facing protocol factory to listen with.
+        """
+        return _ListenerFactory(self)
+
+    # -- sessions -------------------------------------------------------------------------
+
+    def new_client_session(self, addr: Any) -> Protocol | None:
+        """
+        Build the protocol for a new client connection (or a refusal when
+        C{client_max_connections} is reached).
+        """
+        limit = self.config.client_max_connections
+        if limit and len(self.client_sessions) >= limit:
+            return _TooMany()
+        try:
+            cs_id = self._cs_ids.allocate(self.client_sessions)
+        except Exception:
+            self._log.failure("no client session id left")
+            return None
+        session = ClientSession(self, cs_id)
+        self.client_sessions[cs_id] = session
+        return session
+
+    def client_session_closed(self, session: ClientSession) -> None:
+        """
+        Forget a closed client session.
+        """
+        if self.client_sessions.get(session.cs_id) is session:
+            del self.client_sessions[session.cs_id]
+
+    def find_client_session(self, cs_id: int) -> ClientSession | None:
+        """
+        The live client session with id C{cs_id}, or C{None}.
+        """
+        return self.client_sessions.get(cs_id)
+
+    @property
+    def server_session_count(self) -> int:
+        """
+        How many server sessions all client sessions hold.
+        """
+        return sum(cs.server_session_count for cs in self.client_sessions.values())
+
+    # -- clusters -------------------------------------------------------------------------
+
+    def pick_server(self, cluster: ClusterConfig) -> BackendServer:
+        """
+        The server for a client session's next new server session: the
+        cluster's servers in turn, so sessions spread across them.
+
+        @raise LookupError: the cluster has no servers.
+        """
+        if not cluster.servers:
+            raise LookupError(f"cluster {cluster.name!r} has no servers")
+        counter = self._next_server.get(cluster.name)
+        if counter is None:
+            counter = self._next_server[cluster.name] = itertools.count()
+        return cluster.servers[next(counter) % len(cluster.servers)]
+
+    def cluster_greeting(self, cluster: ClusterConfig) -> defer.Deferred[HandshakeV10 | None]:
+        """
+        What the cluster's servers announce (version, capabilities,
+        character set), probed once; C{None} when no server answered.
+        """
+        known = self.greetings.get(cluster.name)
+        if known is not None:
+            return defer.succeed(known)
+        probing = self._probes.get(cluster.name)
+        if probing is None:
+            probing = self._probes[cluster.name] = defer.Deferred.fromCoroutine(
+                self._probe(cluster)
+            )
+        result: defer.Deferred[HandshakeV10 | None] = defer.Deferred()
+
+        def done(greeting: HandshakeV10 | None) -> HandshakeV10 | None:
+            result.callback(greeting)
+            return greeting
+
+        probing.addCallback(done)
+        return result
+
+    async def _probe(self, cluster: ClusterConfig) -> HandshakeV10 | None:
+        for server in cluster.servers:
+            probe = _GreetingProbe()
+            try:
+                endpoint = clientFromString(self.reactor, server.endpoint)
+                connecting = connectProtocol(endpoint, probe)
+                connecting.addTimeout(self.config.short_async_task_timeout, self.reactor)
+                await connecting
+                waiting = probe.greeting
+                waiting.addTimeout(self.config.short_async_task_timeout, self.reactor)
+                greeting = await waiting
+            except Exception as exc:
+                self._log.info(
+                    "cluster {cluster}: server {server} did not greet: {error}",
+                    cluster=cluster.name,
+                    server=server.address,
+                    error=exc,
+                )
+                continue
+            if greeting is not None:
+                self.greetings[cluster.name] = greeting
+                self._probes.pop(cluster.name, None)
+                return greeting
+        self._probes.pop(cluster.name, None)
+        return None
+
+    # -- users ----------------------------------------------------------------------------
+
+    async def lookup_verifier(self, cluster: ClusterConfig, user: str, tenant: str) -> bytes | None:
+        """
+        The stored SHA1(SHA1(password)) of a user (C{b""}: empty password),
+        or C{None} for an unknown user: the config's users first, then the
+        backend user directory of clusters that learn users.
+        """
+        entry = cluster.find_user(user, tenant)
+        if entry is not None:
+            return entry.verifier
+        if not cluster.learn_users:
+            return None
+        directory = self._user_directory(cluster)
+        if directory is None:
+            return None
+        try:
+            found = await directory.lookup(user, "%")
+        except Exception:
+            self._log.failure(
+                "looking up {user} in cluster {cluster}", user=user, cluster=cluster.name
+            )
+            return None
+        if found is None:
+            return None
+        verifier = getattr(found, "verifier", found)
+        return bytes(verifier) if verifier is not None else None
+
+    def _user_directory(self, cluster: ClusterConfig) -> Any:
+        directory = self._user_directories.get(cluster.name)
+        if directory is not None:
+            return directory
+        try:
+            from obproxy_tx.auth import backend_users  # type: ignore[attr-defined]
+        except ImportError:
+            return None
+        make = getattr(backend_users, "directory_for", None)
+        try:
+            if make is not None:
+                directory = make(self.config, cluster, self.reactor)
+            else:
+                directory = backend_users.BackendUserDirectory(self.config, cluster, self.reactor)
+        except Exception:
+            self._log.failure(
+                "cannot build the backend user directory of {cluster}", cluster=cluster.name
+            )
+            return None
+        self._user_directories[cluster.name] = directory
+        return directory
+
+    # -- server sessions ------------------------------------------------------------------
+
+    async def connect_server_session(
+        self, client: ClientSession, server: BackendServer, login: BackendLogin
+    ) -> ServerSession:
+        """
+        Connect and log in a new server session for C{client}.
+
+        @raise obproxy_tx.session.server_session.BackendError: the server refused the login.
+        @raise Exception: the connection failed (refused, timed out, lost).
+        """
+        assert client.login is not None
+        session = ServerSession(
+            self._ss_ids.allocate(),
+            server,
+            client.login.full_name,
+            login,
+            on_lost=client.server_session_lost,
+        )
+        endpoint = clientFromString(self.reactor, server.endpoint)
+        connecting = connectProtocol(endpoint, session)
+        connecting.addTimeout(self.config.short_async_task_timeout, self.reactor)
+        try:
+            await connecting
+        except Exception:
+            session.machine.close()
+            raise
+        logging_in = session.logged_in
+        logging_in.addTimeout(self.config.short_async_task_timeout, self.reactor)
+        try:
+            await logging_in
+        except Exception:
+            session.abort()
+            raise
+        cluster = client.cluster
+        if cluster is not None and cluster.name not in self.greetings and session.greeting:
+            self.greetings[cluster.name] = session.greeting
+        return session

@@ -1,0 +1,358 @@
+"""
+L{ServerSession}: one proxy connection to one backend server, on behalf of
+one client session.
+
+A server session is a Twisted protocol driving a sans-IO
+L{ClientConnection}: it reads the server's greeting, logs in for its client
+(answering the server's own scramble from the SHA1(password) the client
+session recovered, see C{docs/proxy.md}), and then carries commands.
+
+Two modes after login:
+
+  - I{relaying}: L{sink} is set (by the client session) and every event the
+    server sends goes straight to it; this is the hot path (rows stay
+    undecoded L{RowData});
+  - I{internal}: L{request} sends a packet of the proxy's own (a sync
+    statement, a re-prepare, a read-back of variables), collects the answer
+    and fires a Deferred with its events; the client never sees them.
+
+Its C{MSS_*} state lives in L{machine}; the client session moves it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet import defer
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from obproxy_tx.config import BackendServer
+from obproxy_tx.session.states import ServerSessionMachine
+from obproxy_tx.session.sync import SessionVarVersions
+from obproxy_tx.wire.connection import ClientConnection, Phase
+from obproxy_tx.wire.constants import Capability
+from obproxy_tx.wire.errors import ErrorCode, RemoteProtocolError
+from obproxy_tx.wire.packets import (
+    AuthSwitchRequest,
+    AuthSwitchResponse,
+    ComStmtClose,
+    ComStmtSendLongData,
+    ERRPacket,
+    HandshakeResponse41,
+    HandshakeV10,
+    OKPacket,
+)
+from obproxy_tx.wire.scramble import native_password_response_from_stage1
+
+__all__ = ["BackendError", "BackendLogin", "ServerSession", "ServerSessionLostError"]
+
+MYSQL_NATIVE_PASSWORD = "mysql_native_password"
+
+
+class BackendError(Exception):
+    """
+    The server refused something with an ERR packet the client should see.
+
+    @ivar packet: the server's ERR packet.
+    """
+
+    def __init__(self, packet: ERRPacket) -> None:
+        """
+        @param packet: the server's ERR packet.
+        """
+        super().__init__(f"{packet.error_code} ({packet.sqlstate}): {packet.message}")
+        self.packet = packet
+
+
+class ServerSessionLostError(Exception):
+    """
+    The connection to the server closed while the proxy waited for it.
+    """
+
+
+class BackendLogin:
+    """
+    What a server session needs to log in for its client.
+
+    @ivar username: the user name to send (C{user@tenant} for OceanBase,
+        C{user} for MySQL clusters).
+    @ivar stage1: SHA1(password) recovered from the client (C{b""}: empty password).
+    @ivar verifier: SHA1(stage1).
+    @ivar capabilities: what to ask the server for.
+    @ivar character_set: the client's collation id.
+    @ivar database: the database to start in, or C{None}.
+    @ivar connect_attrs: connection attributes to send, or C{None}.
+    @ivar max_packet_size: the largest packet the client accepts.
+    """
+
+    __slots__ = (
+        "capabilities",
+        "character_set",
+        "connect_attrs",
+        "database",
+        "max_packet_size",
+        "stage1",
+        "username",
+        "verifier",
+    )
+
+    def __init__(
+        self,
+        username: str,
+        stage1: bytes,
+        verifier: bytes,
+        capabilities: Capability,
+        character_set: int,
+        database: str | None = None,
+        connect_attrs: dict[str, str] | None = None,
+        max_packet_size: int = 1 << 30,
+    ) -> None:
+        """
+        See the class's instance variables.
+        """
+        self.username = username
+        self.stage1 = stage1
+        self.verifier = verifier
+        self.capabilities = capabilities
+        self.character_set = character_set
+        self.database = database
+        self.connect_attrs = connect_attrs
+        self.max_packet_size = max_packet_size
+
+
+class ServerSession(Protocol):
+    """
+    One connection to a backend server for one client session.
+
+    @ivar ss_id: the proxy-wide server session id (ODP's C{ss_id}).
+    @ivar server: the backend server.
+    @ivar key: the pool key: (server address, full login name).
+    @ivar conn: the sans-IO client-side conversation.
+    @ivar machine: the C{MSS_*} state.
+    @ivar greeting: the server's handshake (C{None} before it arrived).
+    @ivar backend_id: the connection id the server gave this session.
+    @ivar versions: how up to date this session is with its client session.
+    @ivar statements: client statement id -> this server's statement id.
+    @ivar typed: client statement ids whose parameter types this server saw.
+    @ivar sink: while relaying, where the server's events go.
+    @ivar logged_in: fires with this session once logged in, or fails with
+        L{BackendError} / L{ServerSessionLostError}.
+    @ivar multi_statements: whether multi-statements are on for this session.
+    """
+
+    _log = Logger()
+    transport: Any
+
+    def __init__(
+        self,
+        ss_id: int,
+        server: BackendServer,
+        full_name: str,
+        login: BackendLogin,
+        on_lost: Callable[[ServerSession, Failure], None] | None = None,
+    ) -> None:
+        """
+        @param ss_id: the server session id.
+        @param server: the server connected to.
+        @param full_name: the client's full login name (the pool key's user part).
+        @param login: how to log in.
+        @param on_lost: called once when the connection is gone.
+        """
+        self.ss_id = ss_id
+        self.server = server
+        self.key = (server.address, full_name)
+        self.login = login
+        self.conn = ClientConnection(login.capabilities)
+        self.machine = ServerSessionMachine(f"server session {ss_id}")
+        self.greeting: HandshakeV10 | None = None
+        self.backend_id = 0
+        self.versions = SessionVarVersions()
+        self.statements: dict[int, int] = {}
+        self.typed: set[int] = set()
+        self.sink: Callable[[ServerSession, list[Any]], None] | None = None
+        self.logged_in: defer.Deferred[ServerSession] = defer.Deferred()
+        self.multi_statements = bool(login.capabilities & Capability.CLIENT_MULTI_STATEMENTS)
+        self._on_lost = on_lost
+        self._internal: defer.Deferred[list[Any]] | None = None
+        self._collected: list[Any] = []
+        self._lost = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<ServerSession {self.ss_id} {self.server.address} backend_id={self.backend_id} "
+            f"{self.machine.state.name}>"
+        )
+
+    @property
+    def alive(self) -> bool:
+        """
+        Whether the connection is still up and usable.
+        """
+        return not self._lost and self.conn.phase is not Phase.ERROR
+
+    # -- Twisted ---------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        """
+        Feed the server's bytes to the conversation; hand the events to the
+        relaying client session, or handle them here (login, internal requests).
+        """
+        try:
+            events = self.conn.receive_data(data)
+        except RemoteProtocolError as exc:
+            self._log.warn(
+                "server {server} broke the protocol: {message}",
+                server=self.server.address,
+                message=exc.message,
+            )
+            self.abort()
+            return
+        if not events:
+            return
+        sink = self.sink
+        if sink is not None:
+            sink(self, events)
+        else:
+            self._own_events(events)
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: N802,B008
+        """
+        Close the state machine, fail whatever waits, tell the client session.
+        """
+        if self._lost:
+            return
+        self._lost = True
+        self.machine.close()
+        lost = Failure(ServerSessionLostError(f"connection to {self.server.address} lost"))
+        if not self.logged_in.called:
+            self.logged_in.errback(lost)
+        waiting, self._internal = self._internal, None
+        if waiting is not None:
+            waiting.errback(lost)
+        on_lost, self._on_lost = self._on_lost, None
+        if on_lost is not None:
+            on_lost(self, reason)
+
+    # -- login -------------------------------------------------------------------
+
+    def _own_events(self, events: list[Any]) -> None:
+        for event in events:
+            cls = event.__class__
+            if self._internal is not None:
+                self._collected.append(event)
+                if self.conn.phase is Phase.COMMAND_IDLE:
+                    waiting, self._internal = self._internal, None
+                    collected, self._collected = self._collected, []
+                    waiting.callback(collected)
+            elif cls is HandshakeV10:
+                self._greeted(event)
+            elif cls is AuthSwitchRequest:
+                self._auth_switch(event)
+            elif cls is OKPacket and not self.logged_in.called:
+                self.logged_in.callback(self)
+            elif cls is ERRPacket:
+                if not self.logged_in.called:
+                    self.logged_in.errback(BackendError(event))
+                else:
+                    self._log.info(
+                        "server {server} said {code} {message} while idle",
+                        server=self.server.address,
+                        code=event.error_code,
+                        message=event.message,
+                    )
+                self.abort()
+            else:
+                self._log.warn(
+                    "unexpected {event!r} from {server}", event=event, server=self.server.address
+                )
+                self.abort()
+
+    def _greeted(self, greeting: HandshakeV10) -> None:
+        self.greeting = greeting
+        self.backend_id = greeting.connection_id
+        login = self.login
+        wanted = login.capabilities | Capability.CLIENT_SESSION_TRACK
+        if login.database:
+            wanted |= Capability.CLIENT_CONNECT_WITH_DB
+        else:
+            wanted &= ~Capability.CLIENT_CONNECT_WITH_DB
+        if login.connect_attrs is None:
+            wanted &= ~Capability.CLIENT_CONNECT_ATTRS
+        wanted &= greeting.capabilities
+        self.multi_statements = bool(wanted & Capability.CLIENT_MULTI_STATEMENTS)
+        response = HandshakeResponse41(
+            capabilities=Capability(wanted),
+            max_packet_size=login.max_packet_size,
+            character_set=login.character_set or greeting.character_set,
+            username=login.username,
+            auth_response=native_password_response_from_stage1(
+                login.stage1, login.verifier, greeting.auth_plugin_data
+            ),
+            database=login.database,
+            auth_plugin_name=MYSQL_NATIVE_PASSWORD,
+            connect_attrs=login.connect_attrs,
+        )
+        self.transport.write(self.conn.send(response))
+
+    def _auth_switch(self, request: AuthSwitchRequest) -> None:
+        if request.plugin_name != MYSQL_NATIVE_PASSWORD:
+            self.logged_in.errback(
+                BackendError(
+                    ERRPacket(
+                        ErrorCode.ER_NOT_SUPPORTED_AUTH_MODE,
+                        f"Server {self.server.address} asks for authentication plugin "
+                        f"{request.plugin_name}; the proxy logs in with mysql_native_password only",
+                        "08004",
+                    )
+                )
+            )
+            self.abort()
+            return
+        answer = native_password_response_from_stage1(
+            self.login.stage1, self.login.verifier, request.scramble
+        )
+        self.transport.write(self.conn.send(AuthSwitchResponse(answer)))
+
+    # -- commands ----------------------------------------------------------------
+
+    def send(self, packet: Any) -> None:
+        """
+        Send a command (or LOCAL INFILE data) for the relaying client session.
+        """
+        self.transport.write(self.conn.send(packet))
+
+    def request(self, packet: Any) -> defer.Deferred[list[Any]]:
+        """
+        Send an internal command and collect its whole answer.
+
+        @param packet: the command.
+        @return: fires with the answer's events (C{[]} for commands without
+            one), or fails with L{ServerSessionLostError}.
+        """
+        if not self.alive:
+            return defer.fail(ServerSessionLostError(f"connection to {self.server.address} lost"))
+        self.transport.write(self.conn.send(packet))
+        if packet.__class__ in (ComStmtClose, ComStmtSendLongData):
+            return defer.succeed([])
+        waiting: defer.Deferred[list[Any]] = defer.Deferred()
+        self._internal = waiting
+        self._collected = []
+        return waiting
+
+    def abort(self) -> None:
+        """
+        Drop the connection now.
+        """
+        transport = self.transport
+        if transport is not None and not self._lost:
+            transport.abortConnection()
+
+    def close(self) -> None:
+        """
+        Close the connection politely (the server sees a normal disconnect).
+        """
+        transport = self.transport
+        if transport is not None and not self._lost:
+            transport.loseConnection()
