@@ -45,6 +45,7 @@ from obproxy_tx.session.server_session import (
     ServerSessionLostError,
 )
 from obproxy_tx.session.states import ClientSessionMachine
+from obproxy_tx.session.sync import SessionVarVersions
 from obproxy_tx.session.tracking import SessionState, StatementKind, classify, parse_route_addr
 from obproxy_tx.wire.connection import (
     LocalInfileData,
@@ -346,6 +347,15 @@ class ClientSession(Protocol):
         except RemoteProtocolError as exc:
             self._protocol_failed(exc)
             return
+        active = self.active
+        if active is not None and events and events[0].__class__ is LocalInfileData:
+            # LOAD DATA LOCAL: the file goes to the server as it comes.
+            for event in events:
+                if event.__class__ is LocalInfileData:
+                    active.send(event)
+                else:
+                    self._events.append(event)
+            return
         if self._busy or self._events:
             self._events.extend(events)
             self._process()
@@ -639,8 +649,19 @@ class ClientSession(Protocol):
             except Exception as exc:  # connect errors of every kind
                 problems.append(f"{candidate.address}: {exc}")
                 continue
-            ss.versions = (
-                self.state.versions if ss.login.database == self.state.database else ss.versions
+            # A fresh session has the defaults (version 0 of every class) and
+            # the database it logged in with.
+            if ss.login.database == self.state.database:
+                ss.versions = SessionVarVersions(
+                    db_name_version=self.state.versions.db_name_version
+                )
+            self._log.info(
+                "client session {cs_id}: new server session {ss_id} to {server} "
+                "(backend connection id {backend_id})",
+                cs_id=self.cs_id,
+                ss_id=ss.ss_id,
+                server=candidate.address,
+                backend_id=ss.backend_id,
             )
             return ss
         raise _RequestFailedError(

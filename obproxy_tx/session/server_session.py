@@ -238,15 +238,18 @@ class ServerSession(Protocol):
     # -- login -------------------------------------------------------------------
 
     def _own_events(self, events: list[Any]) -> None:
+        if self._internal is not None:
+            # The phase is the one after the whole batch: the answer is
+            # complete when the conversation is idle again.
+            self._collected.extend(events)
+            if self.conn.phase is Phase.COMMAND_IDLE:
+                waiting, self._internal = self._internal, None
+                collected, self._collected = self._collected, []
+                waiting.callback(collected)
+            return
         for event in events:
             cls = event.__class__
-            if self._internal is not None:
-                self._collected.append(event)
-                if self.conn.phase is Phase.COMMAND_IDLE:
-                    waiting, self._internal = self._internal, None
-                    collected, self._collected = self._collected, []
-                    waiting.callback(collected)
-            elif cls is HandshakeV10:
+            if cls is HandshakeV10:
                 self._greeted(event)
             elif cls is AuthSwitchRequest:
                 self._auth_switch(event)
