@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import decimal
-import json
-from pathlib import Path
 from typing import Any, Callable
 
 import attrs
@@ -710,68 +708,6 @@ def test_prepare_ok_golden() -> None:
     payload = bytes.fromhex("00 01000000 0200 0300 00 0000")
     assert StmtPrepareOK.decode(payload, SEEKDB_CAPS) == StmtPrepareOK(1, 2, 3, 0)
     assert StmtPrepareOK(1, 2, 3, 0).encode(SEEKDB_CAPS) == payload
-
-
-def _golden_files() -> list[Path]:
-    root = Path(__file__).resolve().parents[2] / "golden"
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.rglob("*") if p.suffix in (".hex", ".json") and p.is_file())
-
-
-_GOLDEN_CLASSES: dict[str, Any] = {
-    cls.__name__: cls
-    for cls in (
-        HandshakeV10,
-        SSLRequest,
-        HandshakeResponse41,
-        AuthSwitchRequest,
-        AuthSwitchResponse,
-        AuthMoreData,
-        OKPacket,
-        ERRPacket,
-        EOFPacket,
-        ColumnCount,
-        ColumnDefinition41,
-        LocalInfileRequest,
-        StmtPrepareOK,
-    )
-}
-
-
-def _golden_entries(path: Path) -> list[dict[str, Any]]:
-    if path.suffix == ".json":
-        document = json.loads(path.read_text())
-        if isinstance(document, dict):
-            document = document.get("packets", [])
-        return [entry for entry in document if isinstance(entry, dict)]
-    entries = []
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if ":" in line:
-            kind, _, hexdata = line.partition(":")
-            entries.append({"class": kind.strip(), "payload": hexdata.strip()})
-    return entries
-
-
-def test_golden_files() -> None:
-    """
-    Captured payloads under tests/golden (C{Class: hex} lines in C{.hex} files,
-    or JSON objects with C{class}, C{payload} and optional C{capabilities})
-    decode and re-encode byte for byte, for every packet class that needs no
-    context to decode.
-    """
-    for path in _golden_files():
-        for entry in _golden_entries(path):
-            name = entry.get("class", entry.get("type", entry.get("packet", "")))
-            cls = _GOLDEN_CLASSES.get(str(name))
-            hexdata = entry.get("payload", entry.get("hex"))
-            if cls is None or not isinstance(hexdata, str):
-                continue
-            payload = bytes.fromhex(hexdata)
-            caps = Capability(int(entry.get("capabilities", entry.get("caps", CAPS))))
-            packet = cls.decode(payload, caps)
-            assert packet.encode(caps) == payload, (path.name, name)
 
 
 # --- behaviour ----------------------------------------------------------
