@@ -222,7 +222,7 @@ def test_transactions_multi_results_and_load_data(proxy: Proxy, tmp_path: Any) -
 
 @pytest_twisted.inlineCallbacks
 def test_forced_switch_keeps_session_state(proxy: Proxy) -> Iterator[Any]:
-    """After SET @obproxy_route_addr forces a second server session, variables and database match."""
+    """After SET @obproxy_route_addr forces a second server session, variables and db match."""
     backend = proxy.backend
 
     def run() -> dict[str, Any]:
