@@ -29,10 +29,11 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from obproxy_tx.config import BackendServer, ClusterConfig, ClusterType, parse_server
 from obproxy_tx.session.login import LoginName, LoginNameError, parse_login_name
@@ -180,6 +181,27 @@ def _value_of(raw: bytes | None, column: ColumnDefinition41) -> Any:
     return raw.decode("utf-8", "surrogateescape")
 
 
+@implementer(IPushProducer)
+class _ReadPauser:
+    """
+    Pauses and resumes reading on a transport for another transport's
+    buffer, and nothing else: unlike the transport itself as a producer, it
+    does not close the connection when the other side goes away.
+    """
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        self._transport.pauseProducing()
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self._transport.resumeProducing()
+
+    def stopProducing(self) -> None:  # noqa: N802
+        pass
+
+
 class _RequestFailedError(Exception):
     """
     A request cannot go on; C{packet} (if any) is the ERR the client gets.
@@ -242,6 +264,7 @@ class ClientSession(Protocol):
         self._doomed: str | None = None
         self._login_timer: IDelayedCall | None = None
         self._producer: ServerSession | None = None
+        self._pauser: _ReadPauser | None = None
         self._request_info: Any = None
         self._request_command: Any = None
         self._versions_before = self.state.versions
@@ -811,10 +834,12 @@ class ClientSession(Protocol):
                 self.transport.unregisterProducer()
                 if old.alive:
                     old.transport.resumeProducing()
-            self.transport.registerProducer(ss.transport, True)
+            self.transport.registerProducer(_ReadPauser(ss.transport), True)
             self._producer = ss
             if ss.transport.producer is None:
-                ss.transport.registerProducer(self.transport, True)
+                if self._pauser is None:
+                    self._pauser = _ReadPauser(self.transport)
+                ss.transport.registerProducer(self._pauser, True)
 
     # -- routing ---------------------------------------------------------------------
 
