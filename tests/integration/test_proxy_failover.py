@@ -168,9 +168,8 @@ def test_kill_query_and_kill_connection_by_cs_id(proxy: Proxy) -> Iterator[Any]:
             cursor.execute("SELECT 'alive'")
             out["alive"] = cursor.fetchone()[0]
         killer(f"KILL {cs_id}")
-        with pytest.raises(pymysql.err.Error):
-            with victim.cursor() as cursor:
-                cursor.execute("SELECT 1")
+        with pytest.raises(pymysql.err.Error), victim.cursor() as cursor:
+            cursor.execute("SELECT 1")
         with proxy.connect() as other, other.cursor() as cursor:
             with pytest.raises(pymysql.err.OperationalError) as caught:
                 cursor.execute("KILL 987654")
