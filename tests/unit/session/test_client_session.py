@@ -128,9 +128,10 @@ clusters:
         self.pumps: list[iosim.IOPump] = []
         self.client = ClientConnection(CLIENT_CAPS)
         self.events: list[Any] = []
-        self.session: Any = self.manager.listener_factory().buildProtocol(
+        built = self.manager.listener_factory().buildProtocol(
             IPv4Address("TCP", "127.0.0.1", 40000)
         )
+        self.session: Any = built
         self.transport = iosim.FakeTransport(
             self.session, isServer=True, peerAddress=IPv4Address("TCP", "127.0.0.1", 40000)
         )
