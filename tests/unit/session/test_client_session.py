@@ -7,7 +7,7 @@ and the test plays the client with a sans-IO L{ClientConnection}.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
@@ -131,7 +131,7 @@ clusters:
         built = self.manager.listener_factory().buildProtocol(
             IPv4Address("TCP", "127.0.0.1", 40000)
         )
-        self.session: Any = built
+        self.session: Any = cast(Any, built)
         self.transport = iosim.FakeTransport(
             self.session, isServer=True, peerAddress=IPv4Address("TCP", "127.0.0.1", 40000)
         )
