@@ -532,8 +532,10 @@ class ClientSession(Protocol):
                 f"unexpected {cls.__name__} during login", ErrorCode.ER_HANDSHAKE_ERROR
             )
 
-    def _access_denied(self, user: str, using_password: bool) -> _RequestFailedError:
-        cluster = self.cluster
+    def _access_denied(
+        self, user: str, using_password: bool, cluster: ClusterConfig | None = None
+    ) -> _RequestFailedError:
+        cluster = cluster or self.cluster
         sqlstate = (
             "42000" if cluster is not None and cluster.type is ClusterType.OCEANBASE else "28000"
         )
@@ -575,7 +577,6 @@ class ClientSession(Protocol):
         self, raw_user: str, answer: bytes
     ) -> tuple[LoginName, ClusterConfig, bytes, bytes]:
         login, cluster = self._parse_login(raw_user)
-        self.cluster = cluster
         if login.is_proxysys:
             raise _RequestFailedError(
                 ERRPacket(
@@ -588,15 +589,15 @@ class ClientSession(Protocol):
             )
         verifier = await self.manager.lookup_verifier(cluster, login.user, login.tenant)
         if verifier is None:
-            raise self._access_denied(login.user, bool(answer))
+            raise self._access_denied(login.user, bool(answer), cluster)
         stage1 = check_native_password(self._scramble, answer, verifier)
         if stage1 is None:
-            raise self._access_denied(login.user, bool(answer))
+            raise self._access_denied(login.user, bool(answer), cluster)
         return login, cluster, stage1, verifier
 
     async def _authenticate(self, raw_user: str, answer: bytes, database: str | None) -> None:
         login, cluster, stage1, verifier = await self._verify(raw_user, answer)
-        self.login = login
+        self.login, self.cluster = login, cluster
         self._stage1, self._verifier = stage1, verifier
         self._multi_statements = bool(self.conn.capabilities & Capability.CLIENT_MULTI_STATEMENTS)
         if database:
@@ -1330,7 +1331,14 @@ class ClientSession(Protocol):
         self._run(self._change_user_async(command, answer))
 
     async def _change_user_async(self, command: ComChangeUser, answer: bytes) -> None:
-        login, cluster, stage1, verifier = await self._verify(command.username, answer)
+        try:
+            login, cluster, stage1, verifier = await self._verify(command.username, answer)
+        except _RequestFailedError as refused:
+            # MariaDB/MySQL keep the connection (and the old user) after a
+            # refused COM_CHANGE_USER; OceanBase closes it.
+            current = self.cluster
+            refused.close = current is None or current.type is ClusterType.OCEANBASE
+            raise
         self._close_server_sessions()
         self.statements.clear()
         self.state.reset(keep_database=False)
