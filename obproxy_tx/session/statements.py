@@ -246,6 +246,8 @@ class StatementInfo:
     @ivar ps_name: the statement name of a text C{PREPARE}/C{EXECUTE}/C{DEALLOCATE}.
     @ivar xa_action: the verb after C{XA} (C{"START"}, C{"END"}, ...), else C{None}.
     @ivar kinds: the kind of every statement of the text, in order.
+    @ivar connection_id_only: the text is exactly C{SELECT CONNECTION_ID()}
+        (which the proxy may answer with the id the client saw).
     """
 
     kind: StatementKind
@@ -265,6 +267,24 @@ class StatementInfo:
     ps_name: str | None = None
     xa_action: str | None = None
     kinds: Tuple[StatementKind, ...] = ()
+    connection_id_only: bool = False
+
+    @property
+    def needs_last_session(self) -> bool:
+        """
+        It depends on the previous statement (a dependent function, variable
+        or C{SHOW WARNINGS}-like statement), so it must run where that ran.
+        """
+        return any(reason.startswith("dependent ") for reason in self.pin_reasons)
+
+    @property
+    def kill(self) -> Tuple[bool, int] | None:
+        """
+        C{(query_only, id)} for C{KILL [CONNECTION|QUERY] id}, else C{None}.
+        """
+        if self.kind is not StatementKind.KILL or self.kill_id is None:
+            return None
+        return (self.kill_query, self.kill_id)
 
     @property
     def user_vars_assigned(self) -> frozenset[str]:
@@ -547,6 +567,7 @@ class _Facts:
     kill_query: bool = False
     ps_name: str | None = None
     xa_action: str | None = None
+    connection_id_only: bool = False
 
 
 _SCOPE_WORDS = {
@@ -855,6 +876,7 @@ def _scan_body(facts: _Facts, sql: bytes, masked: bytes, start: int, end: int) -
             _into_vars(facts, sql[start:end], upper)
 
 
+_CONNECTION_ID_ONLY = re.compile(rb"\s*CONNECTION_ID\s*\(\s*\)\s*\Z")
 _INTERNAL_SELECT = re.compile(
     rb"\s*(?:PROXY_VERSION\s*\(\s*\)|PROXY_STATUS\s*\(\s*\)|@OBPROXY_ROUTE_ADDR\b)"
 )
@@ -875,8 +897,11 @@ def _analyse(facts: _Facts, sql: bytes, masked: bytes, start: int, end: int) -> 
     if simple is not None:
         facts.kind = simple
         if verb == "SELECT":
-            if _INTERNAL_SELECT.match(masked[rest:end].upper()):
+            selected = masked[rest:end].upper()
+            if _INTERNAL_SELECT.match(selected):
                 facts.internal = True
+            elif _CONNECTION_ID_ONLY.match(selected):
+                facts.connection_id_only = True
         elif verb in ("EXECUTE", "DEALLOCATE"):
             names = _words(sql, rest, end, 2)
             if verb == "DEALLOCATE" and names and names[0].upper == "PREPARE":
@@ -1060,6 +1085,7 @@ def _freeze(facts: List[_Facts], multi: bool) -> StatementInfo:
         ps_name=first.ps_name,
         xa_action=first.xa_action,
         kinds=tuple(part.kind for part in facts),
+        connection_id_only=first.connection_id_only and not multi,
     )
 
 

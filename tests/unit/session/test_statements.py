@@ -595,6 +595,26 @@ def test_kill_details() -> None:
     assert classify(b"KILL PROXYSESSION 3").kill_id is None
 
 
+def test_compatibility_properties() -> None:
+    """
+    needs_last_session, kill and connection_id_only give the facts the proxy
+    core's own classifier had.
+    """
+    assert classify(b"SELECT FOUND_ROWS()").needs_last_session
+    assert classify(b"SHOW WARNINGS").needs_last_session
+    assert classify(b"SELECT @@warning_count").needs_last_session
+    assert not classify(b"SELECT GET_LOCK('a', 1)").needs_last_session
+    assert not classify(b"SELECT 1").needs_last_session
+    assert classify(b"KILL QUERY 9").kill == (True, 9)
+    assert classify(b"KILL 9").kill == (False, 9)
+    assert classify(b"KILL PROXYSESSION 9").kill is None
+    assert classify(b"SELECT 1").kill is None
+    assert classify(b"select connection_id ( ) ;").connection_id_only
+    assert classify(b"/* c */ SELECT CONNECTION_ID()").connection_id_only
+    assert not classify(b"SELECT CONNECTION_ID(), 1").connection_id_only
+    assert not classify(b"SELECT CONNECTION_ID(); SELECT 1").connection_id_only
+
+
 # -- other details ------------------------------------------------------------------------
 
 
