@@ -587,7 +587,9 @@ class ClientSession(Protocol):
                 ),
                 close=True,
             )
-        verifier = await self.manager.lookup_verifier(cluster, login.user, login.tenant)
+        verifier = await self.manager.lookup_verifier(
+            cluster, login.user, login.tenant, self.peer or "%"
+        )
         if verifier is None:
             raise self._access_denied(login.user, bool(answer), cluster)
         stage1 = check_native_password(self._scramble, answer, verifier)
@@ -1097,6 +1099,8 @@ class ClientSession(Protocol):
                 self.state.pin_reasons.add("SET TRANSACTION")
         elif info.kind in (StatementKind.COMMIT, StatementKind.ROLLBACK):
             self.state.pin_reasons.discard("SET TRANSACTION")
+        if info.user_var_values:
+            self.state.set_user_vars(info.user_var_values)
         sys_names = [
             name
             for name, scope in info.system_var_assignments

@@ -129,6 +129,17 @@ class SessionManager(Service):
         super().startService()
         if self.config.clusters:
             self.cluster_greeting(self.config.default_cluster)
+        for cluster in self.config.clusters:
+            if cluster.learn_users:
+                directory = self._user_directory(cluster)
+                if directory is not None:
+                    directory.refresh().addErrback(
+                        lambda failure, name=cluster.name: self._log.warn(
+                            "cluster {cluster}: cannot read its users yet: {error}",
+                            cluster=name,
+                            error=failure.getErrorMessage(),
+                        )
+                    )
 
     def stopService(self) -> defer.Deferred[None] | None:  # noqa: N802
         """
@@ -249,7 +260,9 @@ class SessionManager(Service):
 
     # -- users ----------------------------------------------------------------------------
 
-    async def lookup_verifier(self, cluster: ClusterConfig, user: str, tenant: str) -> bytes | None:
+    async def lookup_verifier(
+        self, cluster: ClusterConfig, user: str, tenant: str, host: str = "%"
+    ) -> bytes | None:
         """
         The stored SHA1(SHA1(password)) of a user (C{b""}: empty password),
         or C{None} for an unknown user: the config's users first, then the
@@ -264,8 +277,11 @@ class SessionManager(Service):
         if directory is None:
             return None
         try:
-            found = await directory.lookup(user, "%")
-        except Exception:
+            found = await directory.lookup(user, host)
+        except Exception as exc:
+            if type(exc).__name__ == "UnsupportedUserError":
+                self._log.warn("{error}", error=exc)
+                return None
             self._log.failure(
                 "looking up {user} in cluster {cluster}", user=user, cluster=cluster.name
             )
@@ -280,7 +296,7 @@ class SessionManager(Service):
         if directory is not None:
             return directory
         try:
-            from obproxy_tx.auth import backend_users  # type: ignore[attr-defined]
+            from obproxy_tx.auth import backend_users
         except ImportError:
             return None
         make = getattr(backend_users, "directory_for", None)

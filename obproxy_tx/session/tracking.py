@@ -18,10 +18,10 @@ It is learned from two sources, as ODP does:
     session that ran the statement (one C{SELECT @v, @@session.x}), after the
     client already got its answer.
 
-L{classify} is a small classifier of its own (regular expressions over the
-text, no parse). H8's C{obproxy_tx.session.statements.classify} is meant to
-replace it once its fields cover C{needs_last_session}, C{kill} and
-C{connection_id_only}.
+L{classify} is C{obproxy_tx.session.statements.classify} (no full parse)
+with its answer translated into the few facts the relay needs
+(L{StatementInfo}); a small regular-expression classifier of our own
+(L{_fallback_classify}) stands in when that module is missing.
 
 The same object records why a client session is pinned to its server
 session (L{SessionState.pin_reasons}).
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import attrs
 
@@ -86,6 +86,8 @@ class StatementInfo:
     @ivar multi_statement: the text holds more than one statement.
     @ivar kill: C{(query_only, id)} for C{KILL [QUERY|CONNECTION] id}.
     @ivar connection_id_only: the statement is exactly C{SELECT CONNECTION_ID()}.
+    @ivar user_var_values: user variables assigned simple literals, with their
+        values (no read-back needed); C{user_var_assignments} holds the others.
     """
 
     kind: StatementKind = StatementKind.OTHER
@@ -98,6 +100,7 @@ class StatementInfo:
     multi_statement: bool = False
     kill: tuple[bool, int] | None = None
     connection_id_only: bool = False
+    user_var_values: tuple[tuple[str, SqlValue], ...] = ()
 
 
 _PLAIN = StatementInfo(StatementKind.SELECT)
@@ -298,14 +301,70 @@ def _fallback_classify(sql: bytes) -> StatementInfo:
     )
 
 
-def classify(sql: bytes) -> StatementInfo:
-    """
-    Classify one query text (cheaply: no full parse).
+_KINDS = {kind.name: kind for kind in StatementKind}
 
-    @param sql: the text of a C{COM_QUERY}.
-    @return: its L{StatementInfo}.
+
+def _from_statements(info: Any) -> StatementInfo:
     """
-    return _fallback_classify(sql)
+    Translate H8's C{obproxy_tx.session.statements.StatementInfo} into ours.
+    """
+    kind = _KINDS.get(info.kind.name, StatementKind.OTHER)
+    pins = frozenset(r for r in info.pin_reasons if not r.startswith("dependent "))
+    needs_last = len(pins) != len(info.pin_reasons)
+    literal: list[tuple[str, SqlValue]] = []
+    computed = set()
+    for assignment in info.user_var_assignments:
+        if assignment.name == "obproxy_route_addr":
+            continue
+        if assignment.is_literal and kind is StatementKind.SET:
+            literal.append((assignment.name, assignment.value))
+        else:
+            computed.add(assignment.name)
+    system = tuple(
+        (a.name, "global" if a.scope.name in ("GLOBAL", "PERSIST", "PERSIST_ONLY") else "session")
+        for a in info.system_var_assignments
+    )
+    route = info.route_addr
+    route_text = None
+    if route is not None:
+        if route.host is not None and route.port is not None:
+            route_text = f"'{route.host}:{route.port}'"
+        elif route.clears:
+            route_text = "0"
+        else:
+            route_text = route.value_sql or "'?'"
+    return StatementInfo(
+        kind=kind,
+        user_var_assignments=frozenset(computed),
+        system_var_assignments=system,
+        database=info.database,
+        pin_reasons=pins,
+        needs_last_session=needs_last,
+        route_addr=route_text,
+        multi_statement=info.multi_statement,
+        kill=(info.kill_query, info.kill_id) if info.kill_id is not None else None,
+        connection_id_only=info.connection_id_only,
+        user_var_values=tuple(literal),
+    )
+
+
+def _load_classifier() -> Callable[[bytes], StatementInfo]:
+    try:
+        from obproxy_tx.session import statements
+    except ImportError:  # pragma: no cover - the module ships with the package
+        return _fallback_classify
+    h8_classify = statements.classify
+
+    def classify_with_statements(sql: bytes) -> StatementInfo:
+        return _from_statements(h8_classify(sql))
+
+    return classify_with_statements
+
+
+#: Classify one query text (cheaply: no full parse) into a L{StatementInfo}:
+#: H8's L{obproxy_tx.session.statements.classify} translated, or the private
+#: fallback classifier when that module is missing.
+classify: Callable[[bytes], StatementInfo] = _load_classifier()
 
 
 def parse_route_addr(text: str) -> str | None:
