@@ -155,6 +155,14 @@ def _listen_address(error: CannotListenError) -> str:
     return f"{interface}:{error.port}"
 
 
+def _describe_address(address: object) -> str:
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if isinstance(host, str) and isinstance(port, int):
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    name = getattr(address, "name", None)
+    return str(name if name is not None else address)
+
+
 @implementer(IStreamServerEndpoint)
 class _ObservedEndpoint:
     """
@@ -252,7 +260,7 @@ class ProxyService(MultiService):
                 d.errback(result)
             return result
         self.port = result
-        address = result.getHost()
+        address = _describe_address(result.getHost())
         self._log.info(
             "obproxy_tx {version}{app} listening on {address} ({endpoint}); "
             "default cluster {cluster}: {servers}",
@@ -341,9 +349,7 @@ def build_proxy_service(
         reactor = _default_reactor()
     endpoint = listen_endpoint(config, reactor)
     if manager_factory is None:
-        from obproxy_tx.session.manager import (  # type: ignore[import-not-found, unused-ignore]
-            SessionManager,
-        )
+        from obproxy_tx.session.manager import SessionManager
 
         manager_factory = SessionManager
     manager = manager_factory(config, reactor=reactor)
