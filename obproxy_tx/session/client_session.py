@@ -976,7 +976,7 @@ class ClientSession(Protocol):
                 or self.pin_reasons
                 or bound.server.address == self.route_addr
             )
-            and bound.versions == self.state.versions
+            and (bound.versions is self.state.versions or bound.versions == self.state.versions)
             and bound.multi_statements == self._multi_statements
         ):
             self.bound = None
@@ -1117,8 +1117,12 @@ class ClientSession(Protocol):
         self._in_transaction = ss.conn.in_transaction
         if was_in_transaction and not self._in_transaction:
             self.state.pin_reasons.discard("SET TRANSACTION")
-        ss.versions = ss.versions.after_statement(self._versions_before, self.state.versions)
-        self._versions_before = self.state.versions
+        current = self.state.versions
+        if ss.versions is not current:
+            after = ss.versions.after_statement(self._versions_before, current)
+            # Keep the very object when in sync: the fast path compares identity.
+            ss.versions = current if after == current else after
+        self._versions_before = current
         if not ss.alive:
             return
         if bind:

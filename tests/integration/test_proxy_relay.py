@@ -362,10 +362,17 @@ def test_million_rows_streamed_with_bounded_memory(proxy: Proxy) -> Iterator[Any
         )
         return int(done.stdout.split()[0]), time.monotonic() - started
 
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     try:
         count, _elapsed = yield in_thread(run)
     finally:
         sampler.stop()
     sample()
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
+    print(
+        f"1M rows: proxy RSS growth {(peak[0] - baseline) / 2**20:.1f} MiB, "
+        f"proxy CPU {cpu:.2f} s ({cpu:.2f} us/row)"
+    )
     assert count == 1_000_000
     assert peak[0] - baseline < 64 * 1024 * 1024, (peak[0] - baseline) / 2**20
