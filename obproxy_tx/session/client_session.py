@@ -26,7 +26,7 @@ from __future__ import annotations
 import collections
 import decimal
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
@@ -154,6 +154,7 @@ _FLOAT_TYPES = frozenset({ColumnType.MYSQL_TYPE_FLOAT, ColumnType.MYSQL_TYPE_DOU
 _DECIMAL_TYPES = frozenset({ColumnType.MYSQL_TYPE_DECIMAL, ColumnType.MYSQL_TYPE_NEWDECIMAL})
 _BINARY_CHARSET = 63
 _SELECT_ROUTE_ADDR = re.compile(rb"\s*select\s+@obproxy_route_addr\s*;?\s*\Z", re.I)
+_PROCESSLIST = re.compile(rb"\s*show\s+(full\s+)?processlist\s*;?\s*\Z", re.I)
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_.$]+\Z")
 
 
@@ -274,6 +275,7 @@ class ClientSession(Protocol):
         self._multi_statements = True
         self._greeting_caps = _DEFAULT_CAPABILITIES
         self._pending_change: ComChangeUser | None = None
+        self._last_command_at = manager.reactor.seconds()
 
     def __repr__(self) -> str:
         return f"<ClientSession {self.cs_id} {self.login} {self.machine.state.name}>"
@@ -871,6 +873,7 @@ class ClientSession(Protocol):
 
     def _command(self, command: Any) -> None:
         cls = command.__class__
+        self._last_command_at = self.manager.reactor.seconds()
         if self._doomed is not None and cls is not ComQuit:
             self._error(ErrorCode.CR_SERVER_LOST, self._doomed)
             self.close()
@@ -915,40 +918,104 @@ class ClientSession(Protocol):
         if info.kind is StatementKind.KILL and info.kill is not None:
             self._kill(*info.kill)
             return
+        if info.kind is StatementKind.SHOW:
+            match = _PROCESSLIST.match(command.query)
+            if match is not None:
+                self._processlist(match.group(1) is not None)
+                return
         if info.kind is StatementKind.SELECT and _SELECT_ROUTE_ADDR.match(command.query):
             self._answer_value(b"@obproxy_route_addr", self.route_addr or 0)
             return
         self._forward(command, info)
 
-    def _answer_value(self, name: bytes, value: object) -> None:
-        is_int = isinstance(value, int)
-        text = str(value).encode()
-        column = ColumnDefinition41(
+    @staticmethod
+    def _column(name: bytes, integer: bool) -> ColumnDefinition41:
+        return ColumnDefinition41(
             schema=b"",
             table=b"",
             org_table=b"",
             name=name,
             org_name=b"",
-            character_set=_BINARY_CHARSET if is_int else 45,
-            column_length=21 if is_int else len(text) * 4,
+            character_set=_BINARY_CHARSET if integer else 45,
+            column_length=21 if integer else 1024,
             column_type=ColumnType.MYSQL_TYPE_LONGLONG
-            if is_int
+            if integer
             else ColumnType.MYSQL_TYPE_VAR_STRING,
-            flags=ColumnFlag.NOT_NULL_FLAG | (ColumnFlag.BINARY_FLAG if is_int else ColumnFlag(0)),
+            flags=ColumnFlag.BINARY_FLAG if integer else ColumnFlag(0),
             decimals=0,
         )
+
+    def _answer_rows(
+        self, columns: list[tuple[bytes, bool]], rows: Sequence[tuple[object, ...]]
+    ) -> None:
+        """
+        Answer with a text result set built here (C{columns}: name, is-integer).
+        """
         status = self._status()
-        self._write(
-            self.conn.send_many(
-                [
-                    ColumnCount(1),
-                    column,
-                    EOFPacket(status_flags=status),
-                    TextRow((text,)),
-                    self.conn.end_of_rows(status),
-                ]
+        packets: list[Any] = [ColumnCount(len(columns))]
+        packets.extend(self._column(name, integer) for name, integer in columns)
+        packets.append(EOFPacket(status_flags=status))
+        for row in rows:
+            packets.append(
+                TextRow(
+                    tuple(
+                        None if value is None else str(value).encode("utf-8", "surrogateescape")
+                        for value in row
+                    )
+                )
             )
-        )
+        packets.append(self.conn.end_of_rows(status))
+        self._write(self.conn.send_many(packets))
+
+    def _answer_value(self, name: bytes, value: object) -> None:
+        self._answer_rows([(name, isinstance(value, int))], [(value,)])
+
+    def _processlist(self, full: bool) -> None:
+        """
+        SHOW [FULL] PROCESSLIST with the proxy's ids: every client session
+        of the same user (all of them for C{root}).
+        """
+        me = self.login
+        now = self.manager.reactor.seconds()
+        rows = []
+        for session in sorted(self.manager.client_sessions.values(), key=lambda cs: cs.cs_id):
+            login = session.login
+            if login is None or me is None:
+                continue
+            if me.user != "root" and login.full_name != me.full_name:
+                continue
+            command = session._request_command
+            info = None
+            if session is self:
+                info = "SHOW FULL PROCESSLIST" if full else "SHOW PROCESSLIST"
+            elif command is not None and command.__class__ is ComQuery:
+                info = command.query.decode("utf-8", "replace")
+                if not full:
+                    info = info[:100]
+            busy = session is self or session.active is not None
+            rows.append(
+                (
+                    session.cs_id,
+                    login.user,
+                    f"{session.peer}:{session.peer_port}",
+                    session.state.database,
+                    "Query" if busy else "Sleep",
+                    int(now - session._last_command_at),
+                    session.machine.state.value,
+                    info,
+                )
+            )
+        columns = [
+            (b"Id", True),
+            (b"User", False),
+            (b"Host", False),
+            (b"db", False),
+            (b"Command", False),
+            (b"Time", True),
+            (b"State", False),
+            (b"Info", False),
+        ]
+        self._answer_rows(columns, rows)
 
     def _set_route_addr(self, text: str) -> None:
         try:

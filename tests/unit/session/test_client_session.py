@@ -276,3 +276,34 @@ def test_client_disconnect_closes_its_server_sessions() -> None:
     assert harness.session.machine.state is ClientSessionState.MCS_CLOSED
     assert all(ss.machine.state is ServerSessionState.MSS_CLOSED for ss in server_sessions)
     assert harness.manager.client_sessions == {}
+
+
+def test_show_processlist_lists_proxy_ids() -> None:
+    """SHOW PROCESSLIST is answered by the proxy with cs_ids and MCS states."""
+    harness = Harness()
+    harness.login()
+    harness.events.clear()
+    harness.send(ComQuery(b"SHOW PROCESSLIST"))
+    rows = [event.payload for event in harness.events if isinstance(event, RowData)]
+    assert len(rows) == 1
+    assert rows[0].startswith(
+        bytes([len(str(harness.session.cs_id))]) + str(harness.session.cs_id).encode()
+    )
+    assert b"MCS_ACTIVE_READER" in rows[0]
+    assert harness.backends[-1].commands == []
+
+
+def test_new_server_sessions_spread_across_servers() -> None:
+    """pick_server hands out a cluster's servers in turn."""
+    harness = Harness()
+    cluster = parse_config(
+        """
+clusters:
+  - name: two
+    servers: ["10.0.0.1:1", "10.0.0.2:1"]
+"""
+    ).clusters[0]
+    picked = [harness.manager.pick_server(cluster).address for _ in range(4)]
+    assert picked == ["10.0.0.1:1", "10.0.0.2:1", "10.0.0.1:1", "10.0.0.2:1"]
+    assert harness.manager.find_client_session(harness.session.cs_id) is harness.session
+    assert harness.manager.find_client_session(999) is None
