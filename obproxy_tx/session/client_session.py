@@ -506,6 +506,12 @@ class ClientSession(Protocol):
     def _request_error(self, failure: Failure) -> None:
         if self._closed:
             return
+        if failure.check(ServerSessionLostError):
+            self._log.warn("client session {cs_id}: {error}", cs_id=self.cs_id, error=failure.value)
+            if self.conn.our_turn:
+                self._send(ERRPacket(ErrorCode.CR_SERVER_LOST, str(failure.value)))
+            self.close()
+            return
         if failure.check(_RequestFailedError):
             error: Any = failure.value
             if error.packet is not None and self.conn.our_turn:
@@ -702,32 +708,39 @@ class ClientSession(Protocol):
     async def _acquire(self, server: BackendServer, failover: bool = False) -> ServerSession:
         """
         Take the server session for C{server}: the bound one, a pooled one,
-        or a new one; then bring it up to date.
+        or a new one; then bring it up to date. A session that turns out to be
+        dead while syncing (the client's request was not sent yet) is replaced
+        once, unless the client is pinned to it.
         """
         key = (server.address, self.login.full_name if self.login else "")
-        bound = self.bound
-        ss: ServerSession | None = None
-        if bound is not None and bound.key == key and bound.alive:
-            ss, self.bound = bound, None
-            self._side_request = False
-        else:
-            if bound is not None and not self._side_request:
-                self.bound = None
-                bound.machine.pool()
-                self.pool.put(bound)
-            ss = self.pool.take(key)
-            while ss is not None and not ss.alive:
+        for attempt in (1, 2):
+            bound = self.bound
+            ss: ServerSession | None = None
+            if bound is not None and bound.key == key and bound.alive:
+                ss, self.bound = bound, None
+                self._side_request = False
+            else:
+                if bound is not None and not self._side_request:
+                    self.bound = None
+                    bound.machine.pool()
+                    self.pool.put(bound)
                 ss = self.pool.take(key)
-        if ss is None:
-            ss = await self._connect(server, failover)
-        ss.machine.activate()
-        try:
-            await self._sync(ss)
-        except ServerSessionLostError:
-            raise _RequestFailedError(
-                self._lost_error(ss, "while syncing the session"), close=True
-            ) from None
-        return ss
+                while ss is not None and not ss.alive:
+                    ss = self.pool.take(key)
+            if ss is None:
+                ss = await self._connect(server, failover)
+            pinned = bool(self.pin_reasons)
+            ss.machine.activate()
+            try:
+                await self._sync(ss)
+            except ServerSessionLostError:
+                if attempt == 2 or pinned:
+                    raise _RequestFailedError(
+                        self._lost_error(ss, "while syncing the session"), close=True
+                    ) from None
+                continue
+            return ss
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _sync(self, ss: ServerSession) -> None:
         if ss.multi_statements != self._multi_statements:

@@ -52,7 +52,8 @@ class FakeBackend(Protocol):
     transport: Any
     next_id = 500
 
-    def __init__(self) -> None:
+    def __init__(self, die_on_query: bool = False) -> None:
+        self.die_on_query = die_on_query
         self.conn = ServerConnection(BACKEND_CAPS)
         self.commands: list[Any] = []
         self.logins: list[HandshakeResponse41] = []
@@ -79,6 +80,9 @@ class FakeBackend(Protocol):
                 self.transport.write(self.conn.send(OKPacket(status_flags=ServerStatus(2))))
             elif isinstance(event, ComQuery):
                 self.commands.append(event)
+                if self.die_on_query:
+                    self.transport.loseConnection()
+                    return
                 self._answer(event.query)
             else:
                 self.commands.append(event)
@@ -125,6 +129,7 @@ clusters:
         )
         self.manager = SessionManager(config, self.reactor)
         self.backends: list[FakeBackend] = []
+        self.dying_backends = 0
         self.pumps: list[iosim.IOPump] = []
         self.client = ClientConnection(CLIENT_CAPS)
         self.events: list[Any] = []
@@ -142,7 +147,8 @@ clusters:
         while len(self.reactor.tcpClients) > len(self.backends):
             _host, _port, factory, _timeout, _bind = self.reactor.tcpClients[len(self.backends)]
             proxy_side = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 3306))
-            backend = FakeBackend()
+            backend = FakeBackend(die_on_query=self.dying_backends > 0)
+            self.dying_backends = max(0, self.dying_backends - 1)
             self.backends.append(backend)
             pump = iosim.connect(
                 backend,
@@ -307,3 +313,18 @@ clusters:
     assert picked == ["10.0.0.1:1", "10.0.0.2:1", "10.0.0.1:1", "10.0.0.2:1"]
     assert harness.manager.find_client_session(harness.session.cs_id) is harness.session
     assert harness.manager.find_client_session(999) is None
+
+
+def test_server_session_dying_during_sync_is_replaced() -> None:
+    """A new server session that dies while being synced is replaced before the request goes out."""
+    harness = Harness()
+    harness.login()
+    harness.send(ComQuery(b"SET @v = 5"))
+    harness.send(ComQuery(b"SET @obproxy_route_addr = '127.0.0.2:3306'"))
+    harness.dying_backends = 1
+    harness.events.clear()
+    harness.send(ComQuery(b"INSERT INTO t VALUES (1)"))
+    dead, replacement = harness.backends[-2:]
+    assert [c.query for c in dead.commands] == [b"SET @v = 5"]
+    assert [c.query for c in replacement.commands] == [b"SET @v = 5", b"INSERT INTO t VALUES (1)"]
+    assert isinstance(harness.events[-1], OKPacket)
