@@ -160,6 +160,8 @@ def _describe_address(address: object) -> str:
     if isinstance(host, str) and isinstance(port, int):
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     name = getattr(address, "name", None)
+    if isinstance(name, bytes):
+        return name.decode("utf-8", "replace")
     return str(name if name is not None else address)
 
 
@@ -472,7 +474,7 @@ class Options(usage.Options):
         C{--help}, so that the problem itself is what the user reads.
         """
         if self._config_failed:
-            return "Run 'twistd obproxy --help' for every option and config item."
+            return "obproxy --help lists every option and config item."
         return str(super().getUsage(width))
 
     def postOptions(self) -> None:

@@ -11,6 +11,8 @@ default path builds.
 from __future__ import annotations
 
 import os
+import re
+import runpy
 import socket
 from pathlib import Path
 from typing import Any
@@ -317,7 +319,7 @@ def test_usage_after_config_error_is_short(tmp_path: Path) -> None:
     options = tap.Options(reactor=MemoryReactor())
     with pytest.raises(usage.UsageError):
         options.parseOptions(["-c", str(tmp_path / "nope.yaml")])
-    assert options.getUsage() == "Run 'twistd obproxy --help' for every option and config item."
+    assert options.getUsage() == "obproxy --help lists every option and config item."
 
 
 def test_help_documents_options_and_items(capsys: pytest.CaptureFixture[str]) -> None:
@@ -582,3 +584,68 @@ def test_no_init_in_twisted_plugins() -> None:
     assert (ROOT / "twisted" / "plugins" / "obproxy_plugin.py").is_file()
     assert not os.path.exists(ROOT / "twisted" / "plugins" / "__init__.py")
     assert not os.path.exists(ROOT / "twisted" / "__init__.py")
+
+
+# --------------------------------------------------------------------------------------
+# The documentation
+
+
+def _generator() -> dict[str, Any]:
+    return runpy.run_path(str(ROOT / "docs" / "gen_config_reference.py"), run_name="generator")
+
+
+def test_configuration_reference_is_current() -> None:
+    """
+    docs/configuration.md's generated tables match ITEMS and the cluster and
+    user keys (run python docs/gen_config_reference.py when this fails).
+    """
+    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert _generator()["render"](page) == page
+    for name in ITEMS:
+        assert f"| `{name}` |" in page
+
+
+@pytest.mark.parametrize("page", ["configuration.md", "running.md"])
+def test_documented_yaml_examples_are_valid(page: str) -> None:
+    """
+    Every YAML example in the docs is a configuration the proxy accepts.
+    """
+    text = (ROOT / "docs" / page).read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
+    assert blocks or page == "running.md"
+    for block in blocks:
+        parse_config(block, source=f"{page} example")
+
+
+def test_documented_errors_are_real() -> None:
+    """
+    The file errors docs/configuration.md shows are the messages the proxy gives.
+    """
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    cases = {
+        "listen_port: 2883\nproxy_id: abc\n": "conf.yaml, line 2: proxy_id: expected an integer",
+        "clusters:\n  - name: obcluster\n    servers:\n      - 10.0.0.1:2881\n"
+        "      - 10.0.0.2:99999\n": "conf.yaml, line 5: clusters[0].servers[1]: ",
+        "listen_port: 2883\nproxy_idd: 3\n": "conf.yaml, line 2: proxy_idd: unknown key",
+    }
+    for source, start in cases.items():
+        if "clusters" not in source:
+            source += "clusters: [{name: c, servers: ['h:1']}]\n"
+        with pytest.raises(ConfigError) as info:
+            parse_config(source, source="conf.yaml")
+        assert str(info.value).startswith(start)
+        assert str(info.value) in text
+
+
+def test_running_doc_quotes_the_example() -> None:
+    """
+    The embedding snippet in docs/running.md is quoted from
+    examples/embedded_proxy.py, line by line.
+    """
+    text = (ROOT / "docs" / "running.md").read_text(encoding="utf-8")
+    example = (ROOT / "examples" / "embedded_proxy.py").read_text(encoding="utf-8")
+    snippet = text.split("examples/embedded_proxy.py)")[1].split("```python\n")[1].split("```")[0]
+    for line in snippet.splitlines():
+        code = line.split("  #")[0].strip()
+        if code:
+            assert code in example, line
