@@ -9,8 +9,10 @@ C{USER()}, C{VERSION()}, the C{SET ...} statements clients send when they
 connect, C{SHOW DATABASES}, C{SHOW TABLES}, C{SHOW VARIABLES [LIKE ...]},
 C{SHOW WARNINGS}, C{USE}, an in-memory table (C{SELECT * FROM fruits},
 C{INSERT INTO fruits VALUES (...)}) and a lazily generated one streamed with
-backpressure (C{SELECT * FROM seq_1_to_1000000}); anything else gets MySQL's
-1064 syntax error.
+backpressure (C{SELECT * FROM seq_1_to_1000000}), and C{FLUSH PRIVILEGES}
+(which empties the C{caching_sha2_password} cache, so the next login of a
+caching_sha2 user needs full authentication); anything else gets MySQL's 1064
+syntax error.
 
 Users: C{root} (no password), C{demo}/C{demo_pw} (mysql_native_password) and
 C{sha2}/C{sha2_pw} (caching_sha2_password)::
@@ -116,7 +118,12 @@ class DemoDatabase:
     @ivar schemas: schema name to its table names.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, checker: InMemoryMySQLChecker | None = None) -> None:
+        """
+        @param checker: the users, so that C{FLUSH PRIVILEGES} can empty the
+            C{caching_sha2_password} cache as MySQL does.
+        """
+        self.checker = checker
         self.fruits: list[tuple[int, str, float | None]] = [
             (1, "apple", 1.25),
             (2, "banana", 0.5),
@@ -297,6 +304,10 @@ class DemoSession:
         if verb == "INSERT":
             return self._insert(rest, sql)
         if verb in ("BEGIN", "COMMIT", "ROLLBACK", "START", "DO"):
+            return OK()
+        if verb == "FLUSH" and rest.upper().split() == ["PRIVILEGES"]:
+            if self._db.checker is not None:
+                self._db.checker.forget_sha2_cache()
             return OK()
         raise ServerError.parse_error(sql)
 
@@ -491,7 +502,16 @@ class DemoSession:
         if words[:1] == ["COLLATION"] or words[:2] == ["CHARACTER", "SET"]:
             return ResultSet.from_rows(["Collation"], [("utf8mb4_general_ci",)])
         if "STATUS" in words[:2]:
-            return ResultSet.from_rows(["Variable_name", "Value"], [("Uptime", "1")])
+            like = re.search(r"\bLIKE\s+('(?:[^']|'')*')", rest, re.I)
+            pattern = parse_literal(like.group(1)) if like else "%"
+            glob = pattern.replace("%", "*").replace("_", "?").lower()
+            status = {
+                "Ssl_cipher": self.info.tls_cipher or "",
+                "Ssl_version": self.info.tls_version or "",
+                "Uptime": "1",
+            }
+            rows = [(k, v) for k, v in status.items() if fnmatch.fnmatch(k.lower(), glob)]
+            return ResultSet.from_rows(["Variable_name", "Value"], rows)
         raise ServerError.parse_error(sql)
 
 
@@ -535,7 +555,7 @@ def make_factory(
     from obproxy_tx.protocol.tls import server_tls_options
 
     checker = checker if checker is not None else make_checker()
-    database = DemoDatabase()
+    database = DemoDatabase(checker)
     portal = Portal(MySQLRealm(lambda user, info: DemoSession(database, info)), [checker])
     tls = server_tls_options(tls_cert, tls_key) if tls_cert and tls_key else None
     return MySQLServerFactory(
@@ -569,7 +589,7 @@ def main(argv: Sequence[str] | None = None, reactor: Any = None) -> None:
         reactor = global_reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     factory = make_factory(reactor, None, args.tls_cert, args.tls_key, args.require_tls)
     tcp: IReactorTCP = reactor
     port = tcp.listenTCP(args.port, factory, interface=args.host)

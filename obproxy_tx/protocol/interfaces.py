@@ -221,6 +221,8 @@ class ConnectionInfo:
     @ivar auth_plugin: the plugin the client authenticated with.
     @ivar stage1: C{SHA1(password)} recovered by native-password authentication
         (lets a proxy log in to backends), else C{None}.
+    @ivar tls_cipher: the negotiated TLS cipher, when known.
+    @ivar tls_version: the negotiated TLS protocol version, when known.
     """
 
     connection_id: int
@@ -231,6 +233,8 @@ class ConnectionInfo:
     character_set: int = 45
     auth_plugin: str = ""
     stage1: bytes | None = None
+    tls_cipher: str | None = None
+    tls_version: str | None = None
 
 
 class IMySQLSession(Interface):

@@ -588,6 +588,14 @@ class MySQLServerProtocol(Protocol):
         if trailing and wrapper is not None and wrapper is not self:
             wrapper.dataReceived(trailing)
 
+    def _note_tls(self) -> None:
+        try:
+            handle = self.transport.getHandle()
+            self.info.tls_cipher = handle.get_cipher_name()
+            self.info.tls_version = handle.get_protocol_version_name()
+        except Exception:
+            self._log.debug("no TLS details from {transport}", transport=self.transport)
+
     def _handshake_response(self, response: p.HandshakeResponse41) -> None:
         if self.factory.require_tls and not self.info.secure:
             self._refuse(
@@ -598,6 +606,8 @@ class MySQLServerProtocol(Protocol):
                 )
             )
             return
+        if self.info.secure:
+            self._note_tls()
         self.info.user = response.username
         self.info.character_set = response.character_set
         self._pending_database = response.database
