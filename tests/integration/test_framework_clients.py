@@ -262,6 +262,34 @@ def test_mariadb_cli(example_server: ExampleServer, user: str, password: str, tl
     assert "information_schema" in lines
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["rsa", "tls"])
+def test_mariadb_cli_caching_sha2_full_auth(example_server: ExampleServer, tls: bool) -> None:
+    """With an empty cache the mariadb CLI does caching_sha2 full auth (RSA key, or over TLS)."""
+    _flush_sha2_cache(example_server)
+    done = _mariadb_cli(example_server, "sha2", "sha2_pw", tls, "SELECT CURRENT_USER()")
+    assert done.returncode == 0, done.stderr
+    assert "sha2@%" in done.stdout
+
+
+@pytest.mark.parametrize("pure", [True, False], ids=["pure", "cext"])
+def test_mysql_connector_full_auth_without_tls_is_refused(
+    example_server: ExampleServer, pure: bool
+) -> None:
+    """
+    mysql-connector cannot do caching_sha2 full authentication without TLS
+    (it does not ask for the RSA key by default; the C extension says so, the pure one sends
+    the password in clear, which the server refuses), so the login fails.
+    """
+    import mysql.connector
+
+    _flush_sha2_cache(example_server)
+    try:
+        with pytest.raises(mysql.connector.Error):
+            _connector(example_server, "sha2", "sha2_pw", False, pure).close()
+    finally:
+        _warm_sha2_cache(example_server)
+
+
 def test_mariadb_cli_errors(example_server: ExampleServer) -> None:
     """The mariadb CLI shows our 1064 and 1045 errors as MySQL's."""
     done = _mariadb_cli(example_server, "demo", "demo_pw", False, "FROB")
