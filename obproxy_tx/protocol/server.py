@@ -734,7 +734,8 @@ class MySQLServerProtocol(Protocol):
             message=error.message,
         )
         self._send_error(error)
-        if self.connection.phase != Phase.COMMAND_IDLE:
+        if self.connection.phase != Phase.COMMAND_IDLE or self.session is None:
+            # a refused login, or a refused COM_CHANGE_USER: no session is left
             self._close()
 
     def _logged_in(self, login: tuple[Any, Any, Callable[[], None]], credentials: Any) -> Any:

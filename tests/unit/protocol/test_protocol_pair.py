@@ -322,7 +322,7 @@ def test_ping_reset_statistics_quit() -> None:
 
 
 def test_change_user() -> None:
-    """COM_CHANGE_USER logs in as another user; a wrong password fails with 1045."""
+    """COM_CHANGE_USER logs in as another user; a wrong password fails with 1045 and closes."""
     pair = make_pair()
     assert isinstance(run(pair, pair.client.change_user("root", "")), QueryResult)
     assert pair.server.info.user == "root"
@@ -330,6 +330,7 @@ def test_change_user() -> None:
     assert isinstance(result, QueryResult)
     assert pair.server.info.auth_plugin == CACHING_SHA2_PASSWORD
     assert error_of(run(pair, pair.client.change_user("demo", "bad"))).code == 1045
+    assert pair.server.transport.disconnecting, "a refused change of user leaves no session"
 
 
 def test_prepared_statements() -> None:
