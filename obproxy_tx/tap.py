@@ -37,6 +37,7 @@ key it came from; see L{ProxyService}.
 
 from __future__ import annotations
 
+import errno
 import sys
 import textwrap
 from typing import Any, Callable
@@ -310,18 +311,20 @@ class ProxyService(MultiService):
         return result
 
     def _listen_failed(self, error: CannotListenError) -> None:
+        key = _listen_key(self.config)
+        if (
+            key == "listen_port"
+            and getattr(error.socketError, "errno", None) == errno.EADDRNOTAVAIL
+        ):
+            key = "local_bound_ip"  # the port is fine; the address is not this host's
         problem = ConfigError(
             f"cannot listen on {_listen_address(error)}: {_socket_reason(error)}",
-            origin=self._origin(),
-            path=_listen_key(self.config),
+            origin=self.config.origins.get(key, self.config.source),
+            path=key,
         )
         if self._exit_on_listen_failure:
             raise SystemExit(str(problem)) from None
         raise problem from None
-
-    def _origin(self) -> str:
-        key = _listen_key(self.config)
-        return self.config.origins.get(key, self.config.source)
 
 
 def build_proxy_service(

@@ -649,3 +649,23 @@ def test_running_doc_quotes_the_example() -> None:
         code = line.split("  #")[0].strip()
         if code:
             assert code in example, line
+
+
+def test_foreign_address_names_local_bound_ip() -> None:
+    """
+    When local_bound_ip is not an address of this host, the message names
+    local_bound_ip and where it was set, not the port.
+    """
+    from twisted.internet import reactor
+
+    options = parse(
+        "-c", str(EXAMPLE), "-p", "0", "-o", "local_bound_ip=192.0.2.77", reactor=reactor
+    )
+    assert options.proxy_config is not None
+    service = tap.build_proxy_service(options.proxy_config, reactor, manager_factory=StandInManager)
+    with pytest.raises(ConfigError) as info:
+        service.startService()
+    assert str(info.value) == (
+        "command line -o local_bound_ip=192.0.2.77: local_bound_ip: cannot listen on "
+        "192.0.2.77:0: Cannot assign requested address"
+    )
