@@ -53,24 +53,7 @@ sys.modules["obproxy_tx.session.manager"] = module
 """A session manager stand-in, installed in the twistd process before it imports the real one."""
 
 
-def _has_session_manager() -> bool:
-    try:
-        import obproxy_tx.session.manager  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-MANAGERS = [
-    pytest.param(True, id="stand-in"),
-    pytest.param(
-        False,
-        id="real",
-        marks=pytest.mark.skipif(
-            not _has_session_manager(), reason="obproxy_tx.session.manager not written yet"
-        ),
-    ),
-]
+MANAGERS = [pytest.param(True, id="stand-in"), pytest.param(False, id="real")]
 
 
 def _env() -> dict[str, str]:
@@ -341,7 +324,6 @@ def test_twistd_proxies_to_seekdb(
     127.0.0.1:<seekdb>}, serves a PyMySQL login as root with an empty password
     and a query.
     """
-    pytest.importorskip("obproxy_tx.session.manager", reason="the session manager (H6)")
     port = free_port()
     process = spawn(
         processes,
@@ -370,7 +352,6 @@ def test_embedded_example_proxies_to_seekdb(
     examples/embedded_proxy.py builds the proxy inside its own service tree,
     prints its port, serves a PyMySQL login and query, and exits 0 on SIGINT.
     """
-    pytest.importorskip("obproxy_tx.session.manager", reason="the session manager (H6)")
     process = spawn(
         processes,
         [sys.executable, str(EMBEDDED), "-r", f"{seekdb.host}:{seekdb.port}", "-p", "0"],

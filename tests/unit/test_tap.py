@@ -552,10 +552,11 @@ def test_make_service_builds_real_session_manager() -> None:
     Without a stand-in, makeService builds the real SessionManager and serves
     its listener factory.
     """
-    manager_module = pytest.importorskip("obproxy_tx.session.manager")
+    from obproxy_tx.session.manager import SessionManager
+
     reactor = MemoryReactor()
     service = tap.makeService(parse("-c", str(EXAMPLE), reactor=reactor))
-    assert isinstance(service.manager, manager_module.SessionManager)
+    assert isinstance(service.manager, SessionManager)
     assert service.listener.factory is not None
 
 
