@@ -6,7 +6,7 @@ L{StringTransport}, the other side played by the sans-IO connection objects.
 from __future__ import annotations
 
 import importlib.util
-import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +129,10 @@ def test_malformed_login_gets_err_and_close() -> None:
 def test_garbage_never_raises(seed: int) -> None:
     """Random bytes, one at a time, never raise out of dataReceived; the connection closes."""
     protocol, transport = server_on_transport(Clock())
-    garbage = os.urandom(200) if seed else b"\xff" * 200
+    rng = random.Random(seed)
+    body = bytes(rng.randrange(256) for _ in range(200))
+    # a 20-byte packet (too short for any login packet), then more garbage
+    garbage = b"\x14\x00\x00\x01" + body if seed else b"\xff" * 200
     for index in range(len(garbage)):
         protocol.dataReceived(garbage[index : index + 1])
     assert transport.disconnecting
