@@ -269,23 +269,19 @@ def test_connector_pure_logs_in_to_seekdb_over_verified_tls(
     assert result.cipher
 
 
-@pytest.mark.xfail(
-    raises=ClientError,
-    strict=True,
-    reason="known incompatibility: libmysqlclient (the C extension) reports 'Malformed packet' "
-    "on seekdb's answer to the connector's SET NAMES",
-)
 def test_connector_cext_logs_in_to_seekdb(seekdb: Server) -> None:
-    """The mysql-connector-python C extension cannot use seekdb (it should, once fixed upstream)."""
-    connector_query(
+    """The mysql-connector-python C extension (8.4, libmysqlclient) logs in to seekdb."""
+    result = connector_query(
         seekdb.host,
         seekdb.port,
         seekdb.user,
         seekdb.password,
-        ["SELECT 1"],
+        ["SELECT CURRENT_USER(), 1 + 1"],
         use_pure=False,
         database=seekdb.database,
     )
+    assert result.rows == [["alice@%", 2]]
+    assert result.connection_class == "CMySQLConnection"
 
 
 # -- the mariadb command-line client -----------------------------------------------------------

@@ -63,13 +63,14 @@ class ConnectorResult:
 _CONNECTOR_SCRIPT = r"""
 import json, sys
 args = json.loads(sys.argv[1])
-if not args.pop("use_pure"):
+use_pure = args.pop("use_pure")
+if not use_pure:
     import _mysql_connector  # noqa: F401  (first, before ssl: see tests/testbed/clients.py)
 import mysql.connector
 
 statements = args.pop("statements")
 try:
-    conn = mysql.connector.connect(**args)
+    conn = mysql.connector.connect(use_pure=use_pure, **args)
     cur = conn.cursor()
     rows = []
     for sql in statements:
