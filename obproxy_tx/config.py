@@ -1356,6 +1356,14 @@ def set_item(config: ProxyConfig, name: str, text: str, *, origin: str) -> Proxy
     @raise ConfigError: unknown item (with a did-you-mean), bad value, or a
         combination L{check_config} refuses.
     """
+    return check_config(_set_item_unchecked(config, name, text, origin=origin))
+
+
+def _set_item_unchecked(config: ProxyConfig, name: str, text: str, *, origin: str) -> ProxyConfig:
+    """
+    Set config item C{name} from text, checking the value alone but not how it
+    combines with the other items (several overrides are checked together once).
+    """
     item = ITEMS.get(name)
     if item is None:
         raise ConfigError(_unknown_key(name, ITEMS, list_known=False), origin=origin, path=name)
@@ -1364,7 +1372,7 @@ def set_item(config: ProxyConfig, name: str, text: str, *, origin: str) -> Proxy
     except _Invalid as e:
         raise ConfigError(e.problem, origin=origin, path=name) from None
     origins = {**config.origins, name: origin}
-    return check_config(attrs.evolve(config, **{name: value}, origins=origins))
+    return attrs.evolve(config, **{name: value}, origins=origins)
 
 
 def _split_options(text: str) -> list[str]:
@@ -1405,7 +1413,7 @@ def apply_overrides(
     options: Sequence[str] = (),
 ) -> ProxyConfig:
     """
-    Apply ODP-style command-line overrides and check the result.
+    Apply ODP-style command-line overrides, then check the result as a whole.
 
     @param listen_port: C{-p PORT}: sets C{listen_port} and clears C{listen},
         since the command line wins over an endpoint string in the file.
@@ -1420,7 +1428,7 @@ def apply_overrides(
     """
     if listen_port is not None:
         origin = f"command line -p {listen_port}"
-        config = set_item(config, "listen_port", str(listen_port), origin=origin)
+        config = _set_item_unchecked(config, "listen_port", str(listen_port), origin=origin)
         config = attrs.evolve(config, listen="")
     if rootservice_list is not None:
         config = _with_rootservice_list(
@@ -1440,7 +1448,9 @@ def apply_overrides(
             if name == _ROOTSERVICE_LIST:
                 config = _with_rootservice_list(config, value, origin)
             else:
-                config = set_item(config, name, value, origin=origin)
+                config = _set_item_unchecked(config, name, value, origin=origin)
+    # Checked once, after every override: -o metadata_user=... may be what makes
+    # an earlier -p (or the file's learn_users) valid.
     return check_config(config)
 
 

@@ -375,12 +375,6 @@ def test_embedded_example_proxies_to_seekdb(
         pytest.param(
             "-p",
             id="documented-p",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="obproxy_tx.config.apply_overrides checks the configuration after -p, "
-                "before -o has set metadata_user, so learn_users is refused; it should check "
-                "once after every override (remove this mark when fixed)",
-            ),
         ),
         pytest.param("-o", id="listen_port-in-o"),
     ],

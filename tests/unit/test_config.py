@@ -815,3 +815,14 @@ def test_client_session_id_layout_from_items() -> None:
     assert layout.decode(1607729164).proxy_id == 191
     assert layout.owns(1607729164)
     assert (layout.version, layout.seq_bits) == (1, 19)
+
+
+def test_overrides_are_checked_together_after_all_are_applied() -> None:
+    """A -p that is only valid once a later -o supplies metadata_user is accepted."""
+    config = load_config(
+        EXAMPLES / "mariadb.yaml",
+        listen_port=2883,
+        options=["metadata_user=meta,metadata_password=secret"],
+    )
+    assert config.listen_port == 2883
+    assert config.metadata_user == "meta"
