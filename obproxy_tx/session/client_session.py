@@ -26,8 +26,10 @@ from __future__ import annotations
 import collections
 import decimal
 import re
+import time
 from typing import TYPE_CHECKING, Any, Sequence
 
+import attrs
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.internet.protocol import Protocol
@@ -35,8 +37,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from obproxy_tx.config import BackendServer, ClusterConfig, ClusterType, parse_server
+from obproxy_tx import __version__
+from obproxy_tx.config import BackendServer, ClusterConfig, ClusterType, LoginMode, parse_server
 from obproxy_tx.session.login import LoginName, LoginNameError, parse_login_name
+from obproxy_tx.session.odp_login import default_capability_flag, rewrite_handshake_response
 from obproxy_tx.session.pool import ServerSessionPool
 from obproxy_tx.session.prepared import PreparedStatements, param_types_of, with_bound_types
 from obproxy_tx.session.server_session import (
@@ -139,7 +143,19 @@ _DEFAULT_CAPABILITIES = (
     & ~Capability.CLIENT_DEPRECATE_EOF
     & ~Capability.MARIADB_CLIENT_EXTENDED_TYPE_INFO
 )
-_NOT_SYNCED = frozenset({"character_set_database", "collation_database"})
+#: System variables never synced: the database's character set follows
+#: C{USE}; the others are OceanBase's proxy-to-observer bookkeeping.
+_NOT_SYNCED = frozenset(
+    {
+        "character_set_database",
+        "collation_database",
+        "ob_capability_flag",
+        "ob_proxy_global_variables_version",
+        "ob_proxy_user_privilege",
+    }
+)
+#: The session variable an observer reports its global variables' version in.
+_GLOBAL_VARS_VERSION = "ob_proxy_global_variables_version"
 _INT_TYPES = frozenset(
     {
         ColumnType.MYSQL_TYPE_TINY,
@@ -231,6 +247,12 @@ class ClientSession(Protocol):
     @ivar route_addr: the forced server (C{SET @obproxy_route_addr}), or C{None}.
     @ivar statements: the client's prepared statements.
     @ivar peer: the client's address.
+    @ivar peer_port: the client's port.
+    @ivar proxy_sessid: ODP's C{proxy_sessid} (proxy ip, listen port, sequence).
+    @ivar connected_at_us: when the client connected, in µs since the epoch.
+    @ivar global_vars_version: the observers' global variables version saved
+        from the logins (C{ob_proxy_global_variables_version}), sent as
+        C{__global_vars_version} by later ODP-mode logins.
     """
 
     _log = Logger()
@@ -255,6 +277,11 @@ class ClientSession(Protocol):
         self.statements = PreparedStatements()
         self.peer = ""
         self.peer_port = 0
+        self.proxy_sessid = 0
+        self.connected_at_us = 0
+        self.global_vars_version = 0
+        self._first_login_done = False
+        self._client_answer = b""
         self._scramble = generate_scramble()
         self._stage1 = b""
         self._verifier = b""
@@ -323,6 +350,8 @@ class ClientSession(Protocol):
         peer = self.transport.getPeer()
         self.peer = str(getattr(peer, "host", "localhost"))
         self.peer_port = int(getattr(peer, "port", 0) or 0)
+        self.connected_at_us = int(time.time() * 1_000_000)
+        self.proxy_sessid = self.manager.allocate_proxy_sessid(self.transport.getHost())
         timeout = self.manager.config.client_login_timeout
         if timeout:
             self._login_timer = self.manager.reactor.callLater(timeout, self._login_timed_out)
@@ -595,6 +624,10 @@ class ClientSession(Protocol):
                 ),
                 close=True,
             )
+        if cluster.login_mode is LoginMode.ODP_PROXY_SCRAMBLE:
+            # ODP's way: the observers check the client's answer themselves
+            # (through __proxy_scramble); the proxy holds no verifier.
+            return login, cluster, b"", b""
         verifier = await self.manager.lookup_verifier(
             cluster, login.user, login.tenant, self.peer or "%"
         )
@@ -609,6 +642,7 @@ class ClientSession(Protocol):
         login, cluster, stage1, verifier = await self._verify(raw_user, answer)
         self.login, self.cluster = login, cluster
         self._stage1, self._verifier = stage1, verifier
+        self._client_answer = answer
         self._multi_statements = bool(self.conn.capabilities & Capability.CLIENT_MULTI_STATEMENTS)
         if database:
             self.state.set_database(database)
@@ -620,6 +654,7 @@ class ClientSession(Protocol):
             failed.close = True
             raise
         self._finish_request(ss, bind=True)
+        self._first_login_done = True
         if self._login_timer is not None and self._login_timer.active():
             self._login_timer.cancel()
         self._login_timer = None
@@ -661,7 +696,67 @@ class ClientSession(Protocol):
             database=self.state.database,
             connect_attrs=response.connect_attrs if response is not None else None,
             max_packet_size=response.max_packet_size if response is not None else 1 << 30,
+            replay=self._odp_login if cluster.login_mode is LoginMode.ODP_PROXY_SCRAMBLE else None,
         )
+
+    def _odp_login(
+        self, greeting: HandshakeV10, capabilities: Capability, ss_id: int
+    ) -> HandshakeResponse41:
+        """
+        ODP's replayed login for one observer (C{login_mode: odp_proxy_scramble}):
+        the client's answer to our scramble, with ODP's connect attributes
+        (odp-reference.md section 7).
+        """
+        login, cluster, response = self.login, self.cluster, self._response
+        assert login is not None and cluster is not None and response is not None
+        config = self.manager.config
+        database = self.state.database
+        template = attrs.evolve(
+            response,
+            capabilities=capabilities,
+            character_set=response.character_set or greeting.character_set,
+            username=login.user_tenant,
+            auth_response=self._client_answer,
+            database=database,
+            auth_plugin_name=MYSQL_NATIVE_PASSWORD,
+        )
+        return rewrite_handshake_response(
+            template,
+            proxy_scramble=self._scramble,
+            server_greeting=greeting,
+            proxy_session_id=self.proxy_sessid,
+            client_session_id=self.cs_id,
+            client_ip=self.peer,
+            client_port=self.peer_port,
+            client_connect_time_us=self.connected_at_us,
+            proxy_version=__version__,
+            cluster_name=cluster.name,
+            cluster_id=cluster.cluster_id,
+            server_session_id=self.cs_id if config.proxy_service_mode == "server" else None,
+            global_vars_version=self.global_vars_version if self._first_login_done else 0,
+            capability_flag=int(
+                default_capability_flag(client_session_id_v2=config.client_session_id_version == 2)
+            ),
+            database=database or None,
+        )
+
+    def _learn_login(self, ss: ServerSession) -> None:
+        """
+        Save what a server's login OK tells the next logins
+        (C{ob_proxy_global_variables_version}).
+        """
+        ok = ss.login_ok
+        if ok is None or not ok.session_state_changes:
+            return
+        try:
+            items = ok.session_state_items()
+            for item in items:
+                if item.type == SessionTrackType.SESSION_TRACK_SYSTEM_VARIABLES:
+                    name, value = item.system_variable()
+                    if name.decode("ascii", "replace").lower() == _GLOBAL_VARS_VERSION:
+                        self.global_vars_version = int(value)
+        except (ProtocolError, ValueError):
+            self._log.debug("unreadable session state in a login OK")
 
     async def _connect(self, server: BackendServer, failover: bool) -> ServerSession:
         cluster = self.cluster
@@ -683,6 +778,7 @@ class ClientSession(Protocol):
             except Exception as exc:  # connect errors of every kind
                 problems.append(f"{candidate.address}: {exc}")
                 continue
+            self._learn_login(ss)
             # A fresh session has the defaults (version 0 of every class) and
             # the database it logged in with.
             if ss.login.database == self.state.database:
@@ -1121,6 +1217,8 @@ class ClientSession(Protocol):
                     name, value = item.system_variable()
                     text = name.decode("utf-8", "surrogateescape").lower()
                     self._reported_sys_vars.add(text)
+                    if text == _GLOBAL_VARS_VERSION and value.isdigit():
+                        self.global_vars_version = int(value)
                     if text not in _NOT_SYNCED and not text.startswith("_"):
                         sys_vars.append((text, value.decode("utf-8", "surrogateescape")))
                 elif item.type == SessionTrackType.SESSION_TRACK_SCHEMA:
@@ -1434,9 +1532,30 @@ class ClientSession(Protocol):
         self.route_addr = None
         self.login, self.cluster = login, cluster
         self._stage1, self._verifier = stage1, verifier
+        self._client_answer = answer
+        if self._response is not None:
+            # Later logins (and ODP's replayed ones) are the new user's.
+            self._response = attrs.evolve(
+                self._response,
+                username=command.username,
+                auth_response=answer,
+                database=command.database,
+                character_set=command.character_set or self._response.character_set,
+                connect_attrs=(
+                    command.connect_attrs
+                    if command.connect_attrs is not None
+                    else self._response.connect_attrs
+                ),
+            )
         if command.database:
             self.state.set_database(command.database)
-        ss = await self._acquire(self.manager.pick_server(cluster), failover=True)
+        try:
+            ss = await self._acquire(self.manager.pick_server(cluster), failover=True)
+        except _RequestFailedError as refused:
+            # The server refused the new user (ODP mode checks there): the old
+            # server sessions are gone, so the connection cannot go on.
+            refused.close = True
+            raise
         self._finish_request(ss, bind=True)
         self._send(OKPacket(status_flags=self._status()))
 

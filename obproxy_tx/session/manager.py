@@ -25,7 +25,11 @@ from twisted.python.failure import Failure
 
 from obproxy_tx.config import BackendServer, ClusterConfig, ProxyConfig
 from obproxy_tx.session.client_session import ClientSession
-from obproxy_tx.session.ids import ClientSessionIdAllocator, ServerSessionIdCounter
+from obproxy_tx.session.ids import (
+    ClientSessionIdAllocator,
+    ServerSessionIdCounter,
+    make_proxy_sessid,
+)
 from obproxy_tx.session.server_session import BackendLogin, ServerSession
 from obproxy_tx.wire.connection import ClientConnection
 from obproxy_tx.wire.constants import Capability
@@ -116,6 +120,7 @@ class SessionManager(Service):
         self._probes: dict[str, defer.Deferred[HandshakeV10 | None]] = {}
         self._cs_ids = ClientSessionIdAllocator(config.client_session_id_layout())
         self._ss_ids = ServerSessionIdCounter()
+        self._proxy_sessid_seq = itertools.count(1)
         self._next_server: dict[str, Any] = {}
         self._user_directories: dict[str, Any] = {}
 
@@ -173,6 +178,24 @@ class SessionManager(Service):
         session = ClientSession(self, cs_id)
         self.client_sessions[cs_id] = session
         return session
+
+    def allocate_proxy_sessid(self, address: Any) -> int:
+        """
+        A new C{proxy_sessid} (ODP's C{(proxy IPv4 << 32) | (listen port << 16)
+        | (seq & 0xFFFF)}, one sequence for the whole proxy) for a client
+        session accepted on C{address}.
+
+        @param address: the proxy's own end of the client connection
+            (C{transport.getHost()}); not IPv4 (IPv6, UNIX): address 0.
+        @return: the C{proxy_sessid}.
+        """
+        host = str(getattr(address, "host", "") or "")
+        port = int(getattr(address, "port", 0) or 0)
+        seq = next(self._proxy_sessid_seq)
+        try:
+            return make_proxy_sessid(host, port & 0xFFFF, seq)
+        except ValueError:
+            return make_proxy_sessid(0, port & 0xFFFF, seq)
 
     def client_session_closed(self, session: ClientSession) -> None:
         """

@@ -7,6 +7,12 @@ L{ClientConnection}: it reads the server's greeting, logs in for its client
 (answering the server's own scramble from the SHA1(password) the client
 session recovered, see C{docs/proxy.md}), and then carries commands.
 
+Two ways to log in: the I{verifier} way above (the default), or ODP's
+I{replayed} login (C{login_mode: odp_proxy_scramble}): L{BackendLogin.replay}
+builds the login from the server's greeting with
+L{obproxy_tx.session.odp_login.rewrite_handshake_response}, carrying the
+client's own answer to the proxy's scramble and C{__proxy_scramble}.
+
 Two modes after login:
 
   - I{relaying}: L{sink} is set (by the client session) and every event the
@@ -46,7 +52,13 @@ from obproxy_tx.wire.packets import (
 )
 from obproxy_tx.wire.scramble import native_password_response_from_stage1
 
-__all__ = ["BackendError", "BackendLogin", "ServerSession", "ServerSessionLostError"]
+__all__ = [
+    "BackendError",
+    "BackendLogin",
+    "ReplayBuilder",
+    "ServerSession",
+    "ServerSessionLostError",
+]
 
 MYSQL_NATIVE_PASSWORD = "mysql_native_password"
 
@@ -72,6 +84,11 @@ class ServerSessionLostError(Exception):
     """
 
 
+#: Builds a replayed login from the server's greeting, the capabilities the
+#: server session asks for and its C{ss_id} (see L{BackendLogin.replay}).
+ReplayBuilder = Callable[[HandshakeV10, Capability, int], HandshakeResponse41]
+
+
 class BackendLogin:
     """
     What a server session needs to log in for its client.
@@ -85,6 +102,10 @@ class BackendLogin:
     @ivar database: the database to start in, or C{None}.
     @ivar connect_attrs: connection attributes to send, or C{None}.
     @ivar max_packet_size: the largest packet the client accepts.
+    @ivar replay: for ODP's replayed login, builds the login packet from the
+        server's greeting, the capabilities to ask for and the C{ss_id}
+        (C{stage1} and C{verifier} are then unused and an auth switch cannot
+        be answered); C{None}: the verifier way.
     """
 
     __slots__ = (
@@ -93,6 +114,7 @@ class BackendLogin:
         "connect_attrs",
         "database",
         "max_packet_size",
+        "replay",
         "stage1",
         "username",
         "verifier",
@@ -108,6 +130,7 @@ class BackendLogin:
         database: str | None = None,
         connect_attrs: dict[str, str] | None = None,
         max_packet_size: int = 1 << 30,
+        replay: ReplayBuilder | None = None,
     ) -> None:
         """
         See the class's instance variables.
@@ -120,6 +143,7 @@ class BackendLogin:
         self.database = database
         self.connect_attrs = connect_attrs
         self.max_packet_size = max_packet_size
+        self.replay = replay
 
 
 class ServerSession(Protocol):
@@ -140,6 +164,8 @@ class ServerSession(Protocol):
     @ivar logged_in: fires with this session once logged in, or fails with
         L{BackendError} / L{ServerSessionLostError}.
     @ivar multi_statements: whether multi-statements are on for this session.
+    @ivar login_response: the login packet sent to the server.
+    @ivar login_ok: the server's OK to the login (its session-track data).
     """
 
     _log = Logger()
@@ -174,6 +200,8 @@ class ServerSession(Protocol):
         self.sink: Callable[[ServerSession, list[Any]], None] | None = None
         self.logged_in: defer.Deferred[ServerSession] = defer.Deferred()
         self.multi_statements = bool(login.capabilities & Capability.CLIENT_MULTI_STATEMENTS)
+        self.login_response: HandshakeResponse41 | None = None
+        self.login_ok: OKPacket | None = None
         self._on_lost = on_lost
         self._internal: defer.Deferred[list[Any]] | None = None
         self._collected: list[Any] = []
@@ -254,6 +282,7 @@ class ServerSession(Protocol):
             elif cls is AuthSwitchRequest:
                 self._auth_switch(event)
             elif cls is OKPacket and not self.logged_in.called:
+                self.login_ok = event
                 self.logged_in.callback(self)
             elif cls is ERRPacket:
                 if not self.logged_in.called:
@@ -284,7 +313,24 @@ class ServerSession(Protocol):
         if login.connect_attrs is None:
             wanted &= ~Capability.CLIENT_CONNECT_ATTRS
         wanted &= greeting.capabilities
-        self.multi_statements = bool(wanted & Capability.CLIENT_MULTI_STATEMENTS)
+        if login.replay is not None:
+            try:
+                response = login.replay(greeting, Capability(wanted), self.ss_id)
+            except Exception as exc:
+                self._log.failure("building the replayed login for {server}", server=self.server)
+                self.logged_in.errback(
+                    BackendError(
+                        ERRPacket(
+                            ErrorCode.ER_HANDSHAKE_ERROR,
+                            f"Cannot log in to server {self.server.address}: {exc}",
+                            "08S01",
+                        )
+                    )
+                )
+                self.abort()
+                return
+            self._send_login(response)
+            return
         response = HandshakeResponse41(
             capabilities=Capability(wanted),
             max_packet_size=login.max_packet_size,
@@ -297,9 +343,30 @@ class ServerSession(Protocol):
             auth_plugin_name=MYSQL_NATIVE_PASSWORD,
             connect_attrs=login.connect_attrs,
         )
+        self._send_login(response)
+
+    def _send_login(self, response: HandshakeResponse41) -> None:
+        self.login_response = response
+        self.multi_statements = bool(response.capabilities & Capability.CLIENT_MULTI_STATEMENTS)
         self.transport.write(self.conn.send(response))
 
     def _auth_switch(self, request: AuthSwitchRequest) -> None:
+        if self.login.replay is not None:
+            # The client answered the proxy's scramble only: a replayed
+            # login cannot answer another scramble or plugin.
+            self.logged_in.errback(
+                BackendError(
+                    ERRPacket(
+                        ErrorCode.ER_NOT_SUPPORTED_AUTH_MODE,
+                        f"Server {self.server.address} asks to switch to "
+                        f"{request.plugin_name}, which a replayed (odp_proxy_scramble) login "
+                        "cannot answer",
+                        "08004",
+                    )
+                )
+            )
+            self.abort()
+            return
         if request.plugin_name != MYSQL_NATIVE_PASSWORD:
             self.logged_in.errback(
                 BackendError(
