@@ -1,6 +1,7 @@
 # obproxy_tx: developer and CI commands.
 #
-#   make run            start the example MySQL-protocol server on 127.0.0.1:3307 (TLS offered)
+#   make run            start a local seekdb and the proxy in front of it on port 2883
+#   make run-example    start the framework's example MySQL server on 127.0.0.1:3307
 #   make test           install everything (apt + pip), lint, run the whole test suite
 #   make testbed-up     start real MariaDB and seekdb servers for tests (kept running)
 #   make testbed-down   stop them
@@ -9,6 +10,7 @@
 
 PYTHON ?= python3
 PORT ?= 3307
+PROXY_PORT ?= 2883
 # Extra arguments for pytest, e.g. make test PYTEST_ARGS='-k golden -x'
 PYTEST_ARGS ?=
 # Whole-suite cap (seconds); CI's own limit is 90 minutes, the suite should take a few.
@@ -17,8 +19,9 @@ PYTEST_TIMEOUT ?= 3000
 TESTBED_DIR = $(or $(OBPROXY_TESTBED_DIR),.testbed)
 PYTEST_FLAGS = -ra -p no:cacheprovider --durations=15 -o faulthandler_timeout=600
 TYPED_TEST_CODE = tests/testbed tests/golden tests/conftest.py
+TYPED_EXTRA = twisted/plugins/obproxy_plugin.py examples/embedded_proxy.py docs/gen_config_reference.py
 
-.PHONY: test install install-system install-python lint pytest run certs \
+.PHONY: test install install-system install-python lint pytest run run-example certs \
         testbed-up testbed-down testbed-status golden
 
 test: install lint pytest
@@ -33,8 +36,10 @@ install-python:
 	    --config-settings editable_mode=compat
 
 lint:
-	$(PYTHON) -m ruff check obproxy_tx tests
+	$(PYTHON) -m ruff check obproxy_tx tests twisted/plugins examples docs
+	$(PYTHON) -m ruff format --check obproxy_tx tests twisted/plugins examples docs/gen_config_reference.py
 	$(PYTHON) -m mypy
+	$(PYTHON) -m mypy $(TYPED_EXTRA)
 	$(PYTHON) -m mypy --explicit-package-bases $(TYPED_TEST_CODE)
 
 # Real servers are required here: a server that cannot start fails the run instead of skipping.
@@ -45,10 +50,25 @@ pytest:
 certs:
 	@$(PYTHON) -m tests.testbed certs
 
-# Installs the Python dependencies first if they are missing (a fresh clone).
+# The proxy on port $(PROXY_PORT) in front of a local OceanBase seekdb (started here when none
+# runs, and stopped again on Ctrl-C). Installs the Python dependencies first on a fresh clone.
 run:
+	@$(PYTHON) -c 'import twisted, attrs, OpenSSL, cryptography, yaml' 2>/dev/null || $(MAKE) install-python
+	@set -e; started=; \
+	if ! $(PYTHON) -m tests.testbed seekdb status >/dev/null 2>&1; then \
+	    $(PYTHON) -m tests.testbed seekdb start; started=1; \
+	fi; \
+	eval "$$($(PYTHON) -m tests.testbed seekdb env)"; \
+	if [ -n "$$started" ]; then trap '$(PYTHON) -m tests.testbed seekdb stop' EXIT; trap 'exit 130' INT TERM; fi; \
+	echo; echo "obproxy_tx on port $(PROXY_PORT) in front of seekdb at $$OBPROXY_SEEKDB_HOST:$$OBPROXY_SEEKDB_PORT"; \
+	echo "Connect with:  mariadb -h127.0.0.1 -P$(PROXY_PORT) -uroot@sys   (empty password)"; \
+	echo "Ctrl-C stops the proxy$${started:+ and seekdb}."; echo; \
+	PYTHONPATH=. $(PYTHON) -m twisted --log-format=text obproxy -c examples/conf.yaml -p $(PROXY_PORT) \
+	    -r "$$OBPROXY_SEEKDB_HOST:$$OBPROXY_SEEKDB_PORT"
+
+# The framework's example MySQL-protocol server (not a proxy) on $(PORT), TLS offered.
+run-example:
 	@$(PYTHON) -c 'import twisted, attrs, OpenSSL, cryptography' 2>/dev/null || $(MAKE) install-python
-	@test -f examples/server.py || { echo "examples/server.py does not exist yet" >&2; exit 1; }
 	@$(PYTHON) -m tests.testbed certs >/dev/null
 	PYTHONPATH=. $(PYTHON) examples/server.py --port $(PORT) \
 	    --tls-cert $(TESTBED_DIR)/certs/server-cert.pem --tls-key $(TESTBED_DIR)/certs/server-key.pem

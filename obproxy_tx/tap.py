@@ -278,7 +278,7 @@ class ProxyService(MultiService):
             d.callback(result)
         return result
 
-    def privilegedStartService(self) -> None:  # noqa: N802 (IService API)
+    def privilegedStartService(self) -> None:
         """
         Listen on the SQL port (before C{twistd} sheds privileges).
 
@@ -421,7 +421,7 @@ class Options(usage.Options):
         "by --help. Put twistd's own options (-n, --pidfile, -l) before 'obproxy'."
     )
 
-    optParameters = [  # noqa: N815 (usage.Options API)
+    optParameters = [
         ["config", "c", None, "YAML configuration file (see examples/conf.yaml)."],
         [
             "listen-port",
@@ -443,7 +443,7 @@ class Options(usage.Options):
         ],
     ]
 
-    compData = usage.Completions(  # noqa: N815 (usage.Options API)
+    compData = usage.Completions(
         optActions={"config": usage.CompleteFiles("*.yaml")}
     )
 
@@ -471,7 +471,7 @@ class Options(usage.Options):
         print(describe_items())
         sys.exit(0)
 
-    def getUsage(self, width: int | None = None) -> str:  # noqa: N802 (usage.Options API)
+    def getUsage(self, width: int | None = None) -> str:
         """
         The usage text; after a configuration problem only a pointer to
         C{--help}, so that the problem itself is what the user reads.
