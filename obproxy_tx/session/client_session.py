@@ -295,6 +295,8 @@ class ClientSession(Protocol):
         self._pauser: _ReadPauser | None = None
         self._request_info: Any = None
         self._request_command: Any = None
+        self._request_failed = False
+        self._request_database: str | None = None
         self._versions_before = self.state.versions
         self._side_request = False
         self._reported_sys_vars: set[str] = set()
@@ -1175,6 +1177,8 @@ class ClientSession(Protocol):
         self._busy = True
         self._request_info = info
         self._request_command = command
+        self._request_failed = False
+        self._request_database = self.state.database
         self._versions_before = self.state.versions
         ss.sink = self._relay
         self._attach(ss)
@@ -1196,6 +1200,8 @@ class ClientSession(Protocol):
             cls = event.__class__
             if cls is OKPacket:
                 event = self._learn_ok(event)
+            elif cls is ERRPacket:
+                self._request_failed = True
             elif cls is StmtPrepareOK:
                 event = self._prepared(ss, event)
             out.append(send(event))
@@ -1254,7 +1260,7 @@ class ClientSession(Protocol):
         self._request_info = self._request_command = None
         fetch = None
         if info is not None:
-            fetch = self._after_statement(info)
+            fetch = self._after_statement(ss, info)
         elif command.__class__ is ComStmtExecute:
             statement = self.statements.get(command.statement_id)
             if statement is not None and ss.conn.cursor_exists:
@@ -1269,14 +1275,14 @@ class ClientSession(Protocol):
         self._busy = False
         self._process()
 
-    def _after_statement(self, info: Any) -> tuple[list[str], list[str]] | None:
-        reasons = info.pin_reasons
-        if reasons:
-            self.state.pin_reasons.update(r for r in reasons if r != "SET TRANSACTION")
-            if "SET TRANSACTION" in reasons:
-                self.state.pin_reasons.add("SET TRANSACTION")
-        elif info.kind in (StatementKind.COMMIT, StatementKind.ROLLBACK):
-            self.state.pin_reasons.discard("SET TRANSACTION")
+    def _after_statement(self, ss: ServerSession, info: Any) -> tuple[list[str], list[str]] | None:
+        if info.pin_reasons or info.pin_effects is not None or self.state.pin_reasons:
+            self.state.apply_pins(
+                info,
+                not self._request_failed,
+                self._request_database,
+                ss.conn.in_transaction or not ss.conn.autocommit,
+            )
         if info.user_var_values:
             self.state.set_user_vars(info.user_var_values)
         sys_names = [
@@ -1294,7 +1300,7 @@ class ClientSession(Protocol):
         was_in_transaction = self._in_transaction
         self._in_transaction = ss.conn.in_transaction
         if was_in_transaction and not self._in_transaction:
-            self.state.pin_reasons.discard("SET TRANSACTION")
+            self.state.transaction_ended()
         current = self.state.versions
         if ss.versions is not current:
             after = ss.versions.after_statement(self._versions_before, current)

@@ -24,14 +24,23 @@ with its answer translated into the few facts the relay needs
 (L{_fallback_classify}) stands in when that module is missing.
 
 The same object records why a client session is pinned to its server
-session (L{SessionState.pin_reasons}).
+session (L{SessionState.pin_reasons}) and releases the pins whose reason ends
+(L{SessionState.apply_pins}): user locks when the session cannot hold one any
+more (C{GET_LOCK} calls counted per literal name, conservatively: a count is
+only ever too high), temporary tables when the last one is dropped,
+C{LOCK TABLES} at C{UNLOCK TABLES}, C{SET TRANSACTION} when the next
+transaction ends, text C{PREPARE} at the C{DEALLOCATE} of the last statement,
+XA at C{XA COMMIT}/C{XA ROLLBACK}. Releases only follow statements that
+succeeded; a statement whose effect cannot be read (a lock name that is an
+expression, C{GET_LOCK} evaluated once per row) keeps the pin for good (until
+C{RELEASE_ALL_LOCKS()} or a reset).
 """
 
 from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 import attrs
 
@@ -50,7 +59,18 @@ __all__ = [
     "StatementKind",
     "classify",
     "parse_route_addr",
+    "PIN_USER_LOCK",
+    "PinEffects",
+    "pin_effects",
 ]
+
+#: The pin reason of held user locks.
+PIN_USER_LOCK = "user lock GET_LOCK()"
+_PIN_TEMPORARY_TABLE = "temporary table"
+_PIN_LOCK_TABLES = "LOCK TABLES"
+_PIN_SET_TRANSACTION = "SET TRANSACTION"
+_PIN_TEXT_PREPARE = "text PREPARE"
+_PIN_XA = "XA transaction"
 
 
 class StatementKind(Enum):
@@ -88,6 +108,11 @@ class StatementInfo:
     @ivar connection_id_only: the statement is exactly C{SELECT CONNECTION_ID()}.
     @ivar user_var_values: user variables assigned simple literals, with their
         values (no read-back needed); C{user_var_assignments} holds the others.
+    @ivar pin_effects: what the statement does to pins that can end (locks,
+        temporary tables, ...), or C{None} when it touches none of them.
+    @ivar kinds: the kind of each statement of the text (H8's names, upper-case).
+    @ivar ps_name: the name of a text C{PREPARE}/C{DEALLOCATE}.
+    @ivar xa_action: the verb after C{XA}.
     """
 
     kind: StatementKind = StatementKind.OTHER
@@ -101,6 +126,191 @@ class StatementInfo:
     kill: tuple[bool, int] | None = None
     connection_id_only: bool = False
     user_var_values: tuple[tuple[str, SqlValue], ...] = ()
+    pin_effects: PinEffects | None = None
+    kinds: tuple[str, ...] = ()
+    ps_name: str | None = None
+    xa_action: str | None = None
+
+
+#: One user-lock function call: (function, literal name as written or
+#: C{None} when the name is an expression).
+LockCall = tuple[str, Optional[bytes]]
+#: A table as written: (database or C{None}, table name).
+TableName = tuple[Optional[str], str]
+
+
+@attrs.frozen
+class PinEffects:
+    """
+    What one query text does to the pins that can end, read from its tokens
+    (quotes and comments respected; executable comments count as code).
+
+    @ivar lock_calls: C{GET_LOCK}/C{RELEASE_LOCK}/C{RELEASE_ALL_LOCKS} calls
+        in text order.
+    @ivar locks_uncounted: a C{GET_LOCK} may run any number of times (it is
+        in a statement with a C{FROM}, or not a C{SELECT}/C{DO}/C{SET}).
+    @ivar temp_tables_created: names of C{CREATE TEMPORARY TABLE}.
+    @ivar tables_dropped: names of C{DROP [TEMPORARY] TABLE} (a plain C{DROP
+        TABLE t} drops the temporary C{t} first when there is one).
+    @ivar unlock_tables: C{UNLOCK TABLES}.
+    @ivar changes_database: a C{USE} in a multi-statement text (names that
+        are not qualified cannot be placed then).
+    """
+
+    lock_calls: tuple[LockCall, ...] = ()
+    locks_uncounted: bool = False
+    temp_tables_created: tuple[TableName, ...] = ()
+    tables_dropped: tuple[TableName, ...] = ()
+    unlock_tables: bool = False
+    changes_database: bool = False
+
+
+_TOKEN = re.compile(
+    rb"""
+    (?P<ws>\s+)
+   |(?P<comment>/\*(?![!]|M!).*?\*/|(?:--(?=[\s])|\#)[^\n]*)
+   |(?P<exec>/\*M?!\d*|\*/)
+   |(?P<str>'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*")
+   |(?P<ident>`(?:[^`]|``)*`)
+   |(?P<word>[A-Za-z0-9_$]+)
+   |(?P<punct>.)
+    """,
+    re.X | re.S,
+)
+_LOCK_FUNCTIONS = frozenset({b"GET_LOCK", b"RELEASE_LOCK", b"RELEASE_ALL_LOCKS"})
+_DML_KINDS = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE"})
+_COUNTED_VERBS = frozenset({b"SELECT", b"DO", b"SET"})
+
+
+def _statements(sql: bytes) -> list[list[tuple[str, bytes]]]:
+    """
+    The tokens (kind, text) of each statement of C{sql}, without blanks and
+    comments.
+    """
+    statements: list[list[tuple[str, bytes]]] = [[]]
+    for match in _TOKEN.finditer(sql):
+        kind = match.lastgroup or "punct"
+        if kind in ("ws", "comment", "exec"):
+            continue
+        text = match.group()
+        if kind == "punct" and text == b";":
+            statements.append([])
+            continue
+        statements[-1].append((kind, text))
+    return [tokens for tokens in statements if tokens]
+
+
+def _identifier(token: tuple[str, bytes]) -> str:
+    kind, text = token
+    if kind == "ident":
+        text = text[1:-1].replace(b"``", b"`")
+    return text.decode("utf-8", "surrogateescape")
+
+
+def _table_names(tokens: list[tuple[str, bytes]], start: int) -> list[TableName]:
+    """
+    C{name[, name...]} from C{tokens[start:]}, each C{[db.]table}.
+    """
+    names: list[TableName] = []
+    index = start
+    while index < len(tokens):
+        first = tokens[index]
+        if first[0] not in ("word", "ident"):
+            break
+        name: TableName = (None, _identifier(first))
+        index += 1
+        if index + 1 < len(tokens) and tokens[index] == ("punct", b"."):
+            second = tokens[index + 1]
+            if second[0] not in ("word", "ident"):
+                break
+            name = (_identifier(first), _identifier(second))
+            index += 2
+        names.append(name)
+        if index < len(tokens) and tokens[index] == ("punct", b","):
+            index += 1
+            continue
+        break
+    return names
+
+
+def _skip_words(tokens: list[tuple[str, bytes]], index: int, *words: bytes) -> int:
+    """Skip the optional words C{words} (in order) at C{index}."""
+    for word in words:
+        if index < len(tokens) and tokens[index][0] == "word" and tokens[index][1].upper() == word:
+            index += 1
+    return index
+
+
+def _lock_calls(tokens: list[tuple[str, bytes]]) -> list[LockCall]:
+    calls: list[LockCall] = []
+    for index, (kind, text) in enumerate(tokens):
+        if kind != "word":
+            continue
+        name = text.upper()
+        if name not in _LOCK_FUNCTIONS:
+            continue
+        if index + 1 >= len(tokens) or tokens[index + 1] != ("punct", b"("):
+            continue
+        argument: bytes | None = None
+        if (
+            index + 3 < len(tokens)
+            and tokens[index + 2][0] == "str"
+            and tokens[index + 3][0] == "punct"
+            and tokens[index + 3][1] in (b",", b")")
+        ):
+            argument = tokens[index + 2][1]
+        calls.append((name.decode("ascii"), argument))
+    return calls
+
+
+def pin_effects(sql: bytes) -> PinEffects:
+    """
+    Read what C{sql} does to the pins that can end (see L{PinEffects}).
+
+    @param sql: the query text.
+    @return: the effects.
+    """
+    lock_calls: list[LockCall] = []
+    uncounted = False
+    created: list[TableName] = []
+    dropped: list[TableName] = []
+    unlock = False
+    statements = _statements(sql)
+    uses = False
+    for tokens in statements:
+        verb = tokens[0][1].upper() if tokens[0][0] == "word" else b""
+        upper_words = {text.upper() for kind, text in tokens if kind == "word"}
+        if verb == b"USE":
+            uses = True
+        if upper_words & _LOCK_FUNCTIONS:
+            calls = _lock_calls(tokens)
+            if any(function == "GET_LOCK" for function, _ in calls) and (
+                verb not in _COUNTED_VERBS or b"FROM" in upper_words
+            ):
+                uncounted = True
+            lock_calls.extend(calls)
+        second = tokens[1][1].upper() if len(tokens) > 1 and tokens[1][0] == "word" else b""
+        if verb == b"CREATE":
+            index = _skip_words(tokens, 1, b"OR", b"REPLACE")
+            if _skip_words(tokens, index, b"TEMPORARY") == index + 1:
+                index = _skip_words(tokens, index + 1, b"TABLE")
+                index = _skip_words(tokens, index, b"IF", b"NOT", b"EXISTS")
+                created.extend(_table_names(tokens, index)[:1])
+        elif verb == b"DROP":
+            index = _skip_words(tokens, 1, b"TEMPORARY")
+            if index < len(tokens) and tokens[index][1].upper() in (b"TABLE", b"TABLES"):
+                index = _skip_words(tokens, index + 1, b"IF", b"EXISTS")
+                dropped.extend(_table_names(tokens, index))
+        elif verb == b"UNLOCK" and second in (b"TABLES", b"TABLE"):
+            unlock = True
+    return PinEffects(
+        lock_calls=tuple(lock_calls),
+        locks_uncounted=uncounted,
+        temp_tables_created=tuple(created),
+        tables_dropped=tuple(dropped),
+        unlock_tables=unlock,
+        changes_database=uses and len(statements) > 1,
+    )
 
 
 _PLAIN = StatementInfo(StatementKind.SELECT)
@@ -304,7 +514,7 @@ def _fallback_classify(sql: bytes) -> StatementInfo:
 _KINDS = {kind.name: kind for kind in StatementKind}
 
 
-def _from_statements(info: Any) -> StatementInfo:
+def _from_statements(info: Any, sql: bytes = b"") -> StatementInfo:
     """
     Translate H8's C{obproxy_tx.session.statements.StatementInfo} into ours.
     """
@@ -333,6 +543,20 @@ def _from_statements(info: Any) -> StatementInfo:
             route_text = "0"
         else:
             route_text = route.value_sql or "'?'"
+    kinds = tuple(k.name for k in info.kinds)
+    effects = None
+    if (
+        any(reason.startswith("user lock ") for reason in pins)
+        or "DDL_TEMP_TABLE" in kinds
+        or "DDL" in kinds
+        or "UNLOCK_TABLES" in kinds
+    ):
+        effects = pin_effects(sql)
+    pins = frozenset(
+        reason
+        for reason in pins
+        if not reason.startswith(("user lock IS_FREE_LOCK", "user lock IS_USED_LOCK"))
+    )
     return StatementInfo(
         kind=kind,
         user_var_assignments=frozenset(computed),
@@ -345,6 +569,10 @@ def _from_statements(info: Any) -> StatementInfo:
         kill=(info.kill_query, info.kill_id) if info.kill_id is not None else None,
         connection_id_only=info.connection_id_only,
         user_var_values=tuple(literal),
+        pin_effects=effects,
+        kinds=kinds,
+        ps_name=info.ps_name,
+        xa_action=info.xa_action,
     )
 
 
@@ -356,7 +584,7 @@ def _load_classifier() -> Callable[[bytes], StatementInfo]:
     h8_classify = statements.classify
 
     def classify_with_statements(sql: bytes) -> StatementInfo:
-        return _from_statements(h8_classify(sql))
+        return _from_statements(h8_classify(sql), sql)
 
     return classify_with_statements
 
@@ -409,6 +637,12 @@ class SessionState:
     @ivar user_vars: user variables (name without C{@} -> value).
     @ivar last_insert_id: the last C{last_insert_id} a server reported, or C{None}.
     @ivar pin_reasons: why the session must stay on its current server session.
+    @ivar user_locks: literal user-lock name (as written) -> how many
+        C{GET_LOCK} calls may still hold it (never fewer than the server's count).
+    @ivar user_locks_unknown: a lock may be held that no C{RELEASE_LOCK} can be
+        matched with (only C{RELEASE_ALL_LOCKS()} or a reset clears it).
+    @ivar temp_tables: temporary tables that may exist: (database, name).
+    @ivar text_prepared: names of text C{PREPARE}d statements.
     """
 
     versions: SessionVarVersions = attrs.field(factory=SessionVarVersions)
@@ -417,6 +651,101 @@ class SessionState:
     user_vars: dict[str, SqlValue] = attrs.field(factory=dict)
     last_insert_id: int | None = None
     pin_reasons: set[str] = attrs.field(factory=set)
+    user_locks: dict[bytes, int] = attrs.field(factory=dict)
+    user_locks_unknown: bool = False
+    temp_tables: set[tuple[str | None, str]] = attrs.field(factory=set)
+    text_prepared: set[str] = attrs.field(factory=set)
+
+    def apply_pins(
+        self,
+        info: StatementInfo,
+        succeeded: bool,
+        database: str | None,
+        in_transaction: bool = True,
+    ) -> None:
+        """
+        Take and release pins after a statement ran.
+
+        Pins are taken whether the statement succeeded or not (it may have
+        done part of its work); they are released only after success.
+
+        @param info: the statement.
+        @param succeeded: the server answered without an error.
+        @param database: the current database while it ran.
+        @param in_transaction: a transaction is open after it (the default
+            keeps C{SET TRANSACTION} pinned).
+        """
+        reasons = self.pin_reasons
+        kinds = info.kinds or (info.kind.name,)
+        for reason in info.pin_reasons:
+            if not reason.startswith("user lock "):
+                reasons.add(reason)
+        effects = info.pin_effects
+        if effects is not None:
+            self._apply_locks(effects, succeeded)
+            self._apply_tables(effects, succeeded, database)
+            if effects.unlock_tables and succeeded:
+                reasons.discard(_PIN_LOCK_TABLES)
+        if succeeded:
+            if "COMMIT" in kinds or "ROLLBACK" in kinds:
+                reasons.discard(_PIN_SET_TRANSACTION)
+            elif not in_transaction and _DML_KINDS.issuperset(kinds):
+                # An autocommitted DML statement was the "next transaction"
+                # (MariaDB and seekdb measured: SELECT 1 or SET @v is not,
+                # a failed statement is not).
+                reasons.discard(_PIN_SET_TRANSACTION)
+            if info.ps_name is not None and "PREPARE" in kinds:
+                self.text_prepared.add(info.ps_name)
+            elif info.ps_name is not None and "DEALLOCATE" in kinds:
+                self.text_prepared.discard(info.ps_name)
+                if not self.text_prepared:
+                    reasons.discard(_PIN_TEXT_PREPARE)
+            if kinds == ("XA",) and info.xa_action in ("COMMIT", "ROLLBACK"):
+                reasons.discard(_PIN_XA)
+
+    def _apply_locks(self, effects: PinEffects, succeeded: bool) -> None:
+        locks = self.user_locks
+        if effects.locks_uncounted:
+            self.user_locks_unknown = True
+        for function, name in effects.lock_calls:
+            if function == "GET_LOCK":
+                if name is None:
+                    self.user_locks_unknown = True
+                elif not effects.locks_uncounted:
+                    locks[name] = locks.get(name, 0) + 1
+            elif not succeeded:
+                continue
+            elif function == "RELEASE_ALL_LOCKS":
+                locks.clear()
+                self.user_locks_unknown = False
+            elif name is not None and name in locks:
+                if locks[name] > 1:
+                    locks[name] -= 1
+                else:
+                    del locks[name]
+        if locks or self.user_locks_unknown:
+            self.pin_reasons.add(PIN_USER_LOCK)
+        else:
+            self.pin_reasons.discard(PIN_USER_LOCK)
+
+    def _apply_tables(self, effects: PinEffects, succeeded: bool, database: str | None) -> None:
+        tables = self.temp_tables
+        for db, name in effects.temp_tables_created:
+            tables.add((db if db is not None else database, name))
+        if succeeded and not effects.changes_database:
+            for db, name in effects.tables_dropped:
+                tables.discard((db if db is not None else database, name))
+        if tables:
+            self.pin_reasons.add(_PIN_TEMPORARY_TABLE)
+        else:
+            self.pin_reasons.discard(_PIN_TEMPORARY_TABLE)
+
+    def transaction_ended(self) -> None:
+        """
+        The transaction that followed a C{SET TRANSACTION} ended: its one-shot
+        characteristics are gone.
+        """
+        self.pin_reasons.discard(_PIN_SET_TRANSACTION)
 
     def set_database(self, database: str | None) -> None:
         """
@@ -487,6 +816,10 @@ class SessionState:
         self.user_vars.clear()
         self.last_insert_id = None
         self.pin_reasons.clear()
+        self.user_locks.clear()
+        self.user_locks_unknown = False
+        self.temp_tables.clear()
+        self.text_prepared.clear()
         self.database = database
         self.versions = self.versions.bumped(*VarClass)
 
