@@ -9,109 +9,28 @@ keeps serving the proxy while they wait.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import resource
 import subprocess
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
-import attrs
 import pymysql
 import pytest
 import pytest_twisted
-from twisted.internet import reactor, threads
+from twisted.internet import reactor
 from twisted.internet.task import LoopingCall
 
-from obproxy_tx.config import parse_config
-from obproxy_tx.session.manager import SessionManager
+from tests.proxy_fixtures import (  # noqa: F401 - BACKENDS, Proxy, ... are re-exported
+    BACKENDS,
+    Proxy,
+    in_thread,
+    start_proxy,
+    stop_proxy,
+    verifier,
+)
 
 pytestmark = pytest.mark.integration
-
-BACKENDS = ["seekdb", "mariadb"]
-
-
-def verifier(password: str) -> str:
-    """The C{*HEX} verifier MySQL stores for C{password}."""
-    if not password:
-        return ""
-    return "*" + hashlib.sha1(hashlib.sha1(password.encode()).digest()).hexdigest().upper()
-
-
-@attrs.define
-class Proxy:
-    """A proxy listening on a free port in front of one test bed server."""
-
-    manager: SessionManager
-    port: int
-    listener: Any
-    backend: Any
-    user: str
-    password: str
-
-    def connect(self, **kwargs: Any) -> pymysql.connections.Connection:
-        """A PyMySQL connection through the proxy (blocking: call it in a thread)."""
-        options: dict[str, Any] = {
-            "host": "127.0.0.1",
-            "port": self.port,
-            "user": self.user,
-            "password": self.password,
-            "database": self.backend.database,
-            "autocommit": True,
-        }
-        options.update(kwargs)
-        return pymysql.connect(**options)
-
-    def direct(self, **kwargs: Any) -> pymysql.connections.Connection:
-        """A PyMySQL connection straight to the backend (admin account)."""
-        admin = self.backend.accounts["admin"]
-        options: dict[str, Any] = {
-            "host": self.backend.host,
-            "port": self.backend.port,
-            "user": admin.user,
-            "password": admin.password,
-            "autocommit": True,
-        }
-        options.update(kwargs)
-        return pymysql.connect(**options)
-
-    def only_client_session(self) -> Any:
-        """The one client session the proxy has."""
-        sessions = list(self.manager.client_sessions.values())
-        assert len(sessions) == 1, sessions
-        return sessions[0]
-
-
-def start_proxy(backend: Any, extra: str = "", servers: list[str] | None = None) -> Proxy:
-    """Start a proxy for C{backend} with its C{native} and C{admin} accounts configured."""
-    native = backend.accounts["native"]
-    admin = backend.accounts["admin"]
-    kind = "oceanbase" if backend.kind.startswith("seekdb") else "mysql"
-    server_list = servers or [f"{backend.host}:{backend.port}"]
-    users = "\n".join(
-        f"      - {{name: {account.user}, tenant: sys, verifier: '{verifier(account.password)}'}}"
-        for account in (native, admin)
-    )
-    text = f"""
-listen_port: 2883
-{extra}
-clusters:
-  - name: cl_{backend.kind}
-    type: {kind}
-    servers: [{", ".join(repr(s) for s in server_list)}]
-    users:
-{users}
-"""
-    manager = SessionManager(parse_config(text), reactor)
-    manager.startService()
-    listener = reactor.listenTCP(0, manager.listener_factory(), interface="127.0.0.1")
-    return Proxy(manager, listener.getHost().port, listener, backend, native.user, native.password)
-
-
-def stop_proxy(proxy: Proxy) -> None:
-    """Stop listening and close every session."""
-    pytest_twisted.blockon(proxy.listener.stopListening())
-    proxy.manager.stopService()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -121,11 +40,6 @@ def proxy(request: pytest.FixtureRequest) -> Iterator[Proxy]:
     started = start_proxy(backend)
     yield started
     stop_proxy(started)
-
-
-def in_thread(function: Callable[..., Any], *args: Any) -> Any:
-    """Run blocking client code in a thread; the reactor keeps serving the proxy."""
-    return threads.deferToThread(function, *args)
 
 
 @pytest_twisted.inlineCallbacks
