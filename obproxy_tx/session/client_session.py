@@ -198,6 +198,15 @@ def _value_of(raw: bytes | None, column: ColumnDefinition41) -> Any:
     return raw.decode("utf-8", "surrogateescape")
 
 
+def _backend_lost_error(message: str) -> ERRPacket:
+    """
+    The ERR a client gets when its server session is lost: a server error code
+    (C{ER_NET_READ_ERROR}, SQLSTATE 08S01, "communication link failure"), since
+    client-library codes such as 2013 are read as malformed by libmariadb.
+    """
+    return ERRPacket(ErrorCode.ER_NET_READ_ERROR, message, "08S01")
+
+
 @implementer(IPushProducer)
 class _ReadPauser:
     """
@@ -540,7 +549,7 @@ class ClientSession(Protocol):
         if failure.check(ServerSessionLostError):
             self._log.warn("client session {cs_id}: {error}", cs_id=self.cs_id, error=failure.value)
             if self.conn.our_turn:
-                self._send(ERRPacket(ErrorCode.CR_SERVER_LOST, str(failure.value)))
+                self._send(_backend_lost_error(str(failure.value)))
             self.close()
             return
         if failure.check(_RequestFailedError):
@@ -798,8 +807,10 @@ class ClientSession(Protocol):
             return ss
         raise _RequestFailedError(
             ERRPacket(
-                ErrorCode.CR_CONN_HOST_ERROR,
+                ErrorCode.ER_UNKNOWN_ERROR,
                 f"Cannot connect to any server of cluster '{cluster.name}' ({'; '.join(problems)})",
+                # "client unable to establish SQL connection": drivers class it as operational.
+                "08001",
             )
         )
 
@@ -868,9 +879,8 @@ class ClientSession(Protocol):
 
     def _lost_error(self, ss: ServerSession, when: str) -> ERRPacket:
         cluster = self.cluster.name if self.cluster else "?"
-        return ERRPacket(
-            ErrorCode.CR_SERVER_LOST,
-            f"Lost connection to server {ss.server.address} of cluster '{cluster}' {when}",
+        return _backend_lost_error(
+            f"Lost connection to server {ss.server.address} of cluster '{cluster}' {when}"
         )
 
     def server_session_lost(self, ss: ServerSession, reason: Failure) -> None:
@@ -970,7 +980,7 @@ class ClientSession(Protocol):
     def _route(self, needs_last: bool = False) -> BackendServer:
         bound = self.bound
         if self._doomed is not None:
-            raise _RequestFailedError(ERRPacket(ErrorCode.CR_SERVER_LOST, self._doomed), close=True)
+            raise _RequestFailedError(_backend_lost_error(self._doomed), close=True)
         if bound is not None and (needs_last or self.pin_reasons):
             return bound.server
         if self.route_addr is not None:
@@ -986,7 +996,7 @@ class ClientSession(Protocol):
         cls = command.__class__
         self._last_command_at = self.manager.reactor.seconds()
         if self._doomed is not None and cls is not ComQuit:
-            self._error(ErrorCode.CR_SERVER_LOST, self._doomed)
+            self._send(_backend_lost_error(self._doomed))
             self.close()
             return
         if cls is ComQuery:

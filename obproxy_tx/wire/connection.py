@@ -59,6 +59,8 @@ from obproxy_tx.wire.errors import (
     LocalProtocolError,
     ProtocolError,
     RemoteProtocolError,
+    is_client_error,
+    sqlstate_for,
 )
 from obproxy_tx.wire.framing import PacketFramer
 from obproxy_tx.wire.packets import (
@@ -1081,6 +1083,18 @@ class _Connection:
             elif cls is OKPacket and event.header == 0xFE and not self._deprecate_eof:
                 event = EOFPacket(warnings=event.warnings, status_flags=event.status_flags)
                 cls = EOFPacket
+        # Only ERRs we build ourselves: a relayed payload is the backend's business.
+        if (
+            cls is ERRPacket
+            and payload is None
+            and self.role is Role.SERVER
+            and is_client_error(event.error_code)
+        ):
+            raise _RuleBrokenError(
+                f"a server may not send client error code {event.error_code} "
+                "(libmariadb reads it as a malformed packet); use a server error code",
+                ErrorCode.ER_UNKNOWN_ERROR,
+            )
         self._transition(self.role, event, cls)
         if payload is None:
             if cls is BinaryRow:
@@ -1154,7 +1168,14 @@ class _Connection:
         phase = self._phase_before_error if self._phase is Phase.ERROR else self._phase
         if phase is None or phase in (Phase.SSL_REQUESTED, Phase.CLOSED, Phase.ERROR):
             return b""
-        packet = ERRPacket(exc.error_code, exc.message, exc.sqlstate)
+        code, sqlstate = exc.error_code, exc.sqlstate
+        if is_client_error(code):
+            # Client-library codes must not reach a client in an ERR packet.
+            code, sqlstate = (
+                ErrorCode.ER_MALFORMED_PACKET,
+                sqlstate_for(ErrorCode.ER_MALFORMED_PACKET),
+            )
+        packet = ERRPacket(code, exc.message, sqlstate)
         caps = self.capabilities
         if phase in (Phase.CONNECT, Phase.HANDSHAKE_SENT):
             caps |= Capability.CLIENT_PROTOCOL_41

@@ -105,6 +105,19 @@ def sqlstate_for(code: int) -> str:
     return _SQLSTATES.get(code, "HY000")
 
 
+def is_client_error(code: int) -> bool:
+    """
+    Return whether C{code} is a client-library error number (C{CR_*}, 2000-2999).
+
+    A server must never put one in an ERR packet: libmariadb (the C{mariadb}
+    command-line client among others) reports such a packet as
+    C{2027 Received malformed packet} and loses the message.
+
+    @param code: a MySQL error number.
+    """
+    return 2000 <= code < 3000
+
+
 class ProtocolError(Exception):
     """
     Someone broke the MySQL protocol. Abstract: raise a subclass.

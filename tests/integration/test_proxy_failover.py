@@ -8,6 +8,7 @@ direct admin connection (the server then closes it, as when it restarts).
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 from typing import Any, Iterator
 
@@ -100,7 +101,7 @@ def test_backend_killed_inside_transaction_closes_cleanly(proxy: Proxy) -> Itera
         return out
 
     out = yield threads.deferToThread(run)
-    assert out["error"][0] == 2013
+    assert out["error"][0] == 1158
     assert "transaction" in out["error"][1]
     assert out["rows"] == 0
 
@@ -130,7 +131,7 @@ def test_backend_killed_mid_query_gives_an_error(proxy: Proxy) -> Iterator[Any]:
             return caught.value.args[0], time.monotonic() - started
 
     code, elapsed = yield threads.deferToThread(run)
-    assert code in (2013, 1317, 5066, 1927)
+    assert code in (1158, 2013, 1317, 5066, 1927)
     assert elapsed < 6
 
 
@@ -184,7 +185,10 @@ def test_kill_query_and_kill_connection_by_cs_id(proxy: Proxy) -> Iterator[Any]:
 
 @pytest_twisted.inlineCallbacks
 def test_no_backend_reachable_names_the_cluster() -> Iterator[Any]:
-    """With no server answering, the login fails with an ERR naming the cluster."""
+    """
+    With no server answering, the login fails with an ERR naming the cluster, which PyMySQL
+    and the mariadb CLI both show.
+    """
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         dead_port = probe.getsockname()[1]
@@ -209,10 +213,34 @@ clusters:
                 pymysql.connect(host="127.0.0.1", port=listener.getHost().port, user="u")
             return caught.value.args
 
+        def run_cli() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [
+                    "mariadb",
+                    "--no-defaults",
+                    "-h127.0.0.1",
+                    f"-P{listener.getHost().port}",
+                    "-uu",
+                    "-e",
+                    "SELECT 1",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+
         args = yield threads.deferToThread(run)
+        cli = yield threads.deferToThread(run_cli)
     finally:
         yield listener.stopListening()
         manager.stopService()
         yield deferLater(reactor, 0, lambda: None)
-    assert args[0] == 2003
+    assert args[0] == 1105
     assert "cluster 'nowhere'" in args[1]
+    # libmariadb shows the proxy's message (a client-range code would read as "malformed").
+    assert cli.returncode == 1
+    assert cli.stderr.startswith(
+        "ERROR 1105 (08001): Cannot connect to any server of cluster 'nowhere'"
+    )

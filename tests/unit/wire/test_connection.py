@@ -428,7 +428,7 @@ def test_local_infile_refused_by_client() -> None:
     pair.send(C, ComQuery(b"LOAD DATA LOCAL INFILE '/etc/passwd' INTO TABLE t"))
     pair.send(S, LocalInfileRequest(b"/etc/passwd"))
     pair.send(C, LocalInfileData(b""))
-    pair.send(S, ERRPacket(2068, "LOAD DATA LOCAL INFILE file request rejected"))
+    pair.send(S, ERRPacket(1148, "The used command is not allowed with this MariaDB version"))
     assert pair.phase() is Phase.COMMAND_IDLE
 
 
@@ -1264,3 +1264,26 @@ def test_client_connection_role() -> None:
     """Each class plays its role."""
     assert ServerConnection(DEFAULT_CAPABILITIES).role is Role.SERVER
     assert ClientConnection(DEFAULT_CAPABILITIES).role is Role.CLIENT
+
+
+def test_server_may_not_send_client_error_codes() -> None:
+    """
+    A server sending an ERR with a client-library code (2000-2999) raises
+    LocalProtocolError: libmariadb would report such a packet as malformed.
+    """
+    pair = ConnectionPair()
+    pair.handshake()
+    pair.send(Role.CLIENT, ComQuery(b"SELECT 1"))
+    with pytest.raises(LocalProtocolError):
+        pair.server.send(ERRPacket(ErrorCode.CR_SERVER_LOST, "lost"))
+
+
+def test_error_packet_for_replaces_client_error_codes() -> None:
+    """error_packet_for turns a client-range code into ER_MALFORMED_PACKET, keeping the message."""
+    pair = ConnectionPair()
+    pair.handshake()
+    data = pair.server.error_packet_for(
+        RemoteProtocolError("out of sync", ErrorCode.CR_COMMANDS_OUT_OF_SYNC)
+    )
+    err = ERRPacket.decode(data[4:], pair.server.capabilities)
+    assert (err.error_code, err.message) == (ErrorCode.ER_MALFORMED_PACKET, "out of sync")
