@@ -59,6 +59,7 @@ __all__ = [
     "VarAssignment",
     "VarScope",
     "classify",
+    "substitute_connection_id",
 ]
 
 #: Pin reason of C{CREATE TEMPORARY TABLE}.
@@ -1178,3 +1179,86 @@ def _classify(sql: bytes) -> StatementInfo:
     ):
         return _plain(first.kind, first.verb)
     return _freeze(parts, multi)
+
+
+# --------------------------------------------------------------------------
+# CONNECTION_ID()
+# --------------------------------------------------------------------------
+
+_CONNECTION_ID_CALL = re.compile(rb"(?<![A-Z0-9_$.@])CONNECTION_ID\s*\(\s*\)")
+# Words that open a clause: after the last one at the top level, a comma
+# separates select-list items only if that word is SELECT.
+_CLAUSE_WORDS = frozenset(
+    (
+        b"SELECT", b"FROM", b"WHERE", b"GROUP", b"HAVING", b"ORDER", b"LIMIT", b"WINDOW",
+        b"UNION", b"EXCEPT", b"INTERSECT", b"VALUES", b"VALUE", b"SET", b"ON", b"USING",
+        b"INTO", b"RETURNING", b"CALL", b"DO", b"KILL", b"BY", b"WHEN", b"THEN", b"ELSE",
+    )
+)  # fmt: skip
+_CLAUSE_SCAN = re.compile(rb"[()]|[A-Z_][A-Z0-9_$]*|;")
+# What may follow a select-list item that has no alias.
+_ITEM_END = re.compile(
+    rb"\s*(?:\Z|[,;]|(?:FROM|INTO|WHERE|GROUP|HAVING|ORDER|LIMIT|UNION|WINDOW|FOR|LOCK)\b)"
+)
+
+
+def _select_item_without_alias(masked_upper: bytes, start: int, end: int) -> bool:
+    """
+    Whether the call at C{start:end} is a whole top-level select-list item
+    with no alias, so that its column is named after the call's text.
+    """
+    depth = 0
+    last_clause = b""
+    previous = b""
+    for match in _CLAUSE_SCAN.finditer(masked_upper, 0, start):
+        token = match.group()
+        if token == b"(":
+            depth += 1
+        elif token == b")":
+            depth -= 1
+        elif token == b";":
+            depth, last_clause = 0, b""
+        elif depth == 0 and token in _CLAUSE_WORDS:
+            last_clause = token
+        previous = token
+    if depth != 0 or last_clause != b"SELECT":
+        return False
+    before = masked_upper[:start].rstrip()
+    if not (before.endswith(b",") or previous in (b"SELECT", b"DISTINCT", b"ALL")):
+        return False
+    return _ITEM_END.match(masked_upper, end) is not None
+
+
+def substitute_connection_id(sql: bytes, connection_id: int) -> bytes:
+    """
+    Replace every C{CONNECTION_ID()} call in C{sql} (outside strings, quoted
+    identifiers and comments) by the literal C{connection_id}.
+
+    The proxy's client sees its client-session id in the handshake and in
+    C{SHOW PROCESSLIST}; backends that cannot adopt that id (MariaDB, seekdb)
+    would answer C{CONNECTION_ID()} with their own, so the call is replaced
+    before the statement is sent. A call that is a whole top-level select-list
+    item keeps its column name (C{AS `CONNECTION_ID()`}, as the client wrote it).
+
+    @param sql: the statement text.
+    @param connection_id: the id to substitute.
+    @return: the rewritten text, or C{sql} itself when it calls no C{CONNECTION_ID()}.
+    """
+    upper = sql.upper()
+    if b"CONNECTION_ID" not in upper:
+        return sql
+    masked_upper = _mask(upper) if _SPECIAL.search(upper) else upper
+    literal = str(int(connection_id)).encode("ascii")
+    pieces: List[bytes] = []
+    last = 0
+    for match in _CONNECTION_ID_CALL.finditer(masked_upper):
+        start, end = match.span()
+        pieces.append(sql[last:start])
+        pieces.append(literal)
+        if _select_item_without_alias(masked_upper, start, end):
+            pieces.append(b" AS `" + sql[start:end].replace(b"`", b"``") + b"`")
+        last = end
+    if not pieces:
+        return sql
+    pieces.append(sql[last:])
+    return b"".join(pieces)
