@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test bed needs, when they are missing:
-#   mariadb-server (mariadbd, mariadb-install-db), mariadb-client (the mariadb CLI), openssl.
+#   mariadb-server (mariadbd, mariadb-install-db), mariadb-client (the mariadb CLI), openssl,
+#   mariadb-test (mariadb-test-run and MariaDB's own test suite, run through the proxy).
 # (seekdb needs no system package: its wheel ships the binary and libaio.)
 # Runs apt-get as root (CI is root); otherwise through sudo -n, or says what to install.
 set -euo pipefail
@@ -14,10 +15,11 @@ have mariadbd || need+=(mariadb-server)
 have mariadb-install-db || need+=(mariadb-server)
 have mariadb || need+=(mariadb-client)
 have openssl || need+=(openssl)
+[ -f /usr/share/mysql/mysql-test/mariadb-test-run.pl ] || need+=(mariadb-test)
 have make || need+=(make)
 
 if [ ${#need[@]} -eq 0 ]; then
-    echo "install-system-deps: mariadb-server, mariadb-client and openssl are present"
+    echo "install-system-deps: mariadb-server, mariadb-client, mariadb-test and openssl are present"
     exit 0
 fi
 # shellcheck disable=SC2207

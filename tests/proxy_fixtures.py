@@ -19,8 +19,8 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 import attrs
 import pymysql
 import pytest_twisted
+from twisted.internet import defer, threads
 from twisted.internet import reactor as _reactor
-from twisted.internet import threads
 
 from obproxy_tx.config import parse_config
 from obproxy_tx.session.manager import SessionManager
@@ -186,6 +186,18 @@ def stop_proxy(proxy: Proxy) -> None:
     if proxy.unix_listener is not None:
         pytest_twisted.blockon(proxy.unix_listener.stopListening())
     proxy.manager.stopService()
+
+
+def stop_proxy_later(proxy: Proxy) -> Any:
+    """
+    Stop listening and close every session, from inside an C{inlineCallbacks} test.
+
+    @return: a Deferred that fires once both listeners are closed.
+    """
+    listeners = [proxy.listener] + ([proxy.unix_listener] if proxy.unix_listener else [])
+    done = defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in listeners])
+    done.addCallback(lambda _: proxy.manager.stopService())
+    return done
 
 
 def in_thread(function: Callable[..., Any], *args: Any) -> Any:
