@@ -19,6 +19,7 @@ C{sha2}/C{sha2_pw} (caching_sha2_password)::
 
     python examples/server.py --port 3307
     python examples/server.py --port 3307 --tls-cert server.pem --tls-key server.key
+    python examples/server.py --port 3307 --compress   # also offer CLIENT_COMPRESS
     mariadb -h127.0.0.1 -P3307 -udemo -pdemo_pw -e 'SELECT * FROM fruits'
 """
 
@@ -506,6 +507,7 @@ class DemoSession:
             pattern = parse_literal(like.group(1)) if like else "%"
             glob = pattern.replace("%", "*").replace("_", "?").lower()
             status = {
+                "Compression": "ON" if self.info.compression else "OFF",
                 "Ssl_cipher": self.info.tls_cipher or "",
                 "Ssl_version": self.info.tls_version or "",
                 "Uptime": "1",
@@ -540,6 +542,7 @@ def make_factory(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     require_tls: bool = False,
+    compression: bool = False,
 ) -> Any:
     """
     Build the example server's factory.
@@ -549,6 +552,7 @@ def make_factory(
     @param tls_cert: a PEM certificate file to offer TLS with.
     @param tls_key: its key.
     @param require_tls: refuse clients that do not use TLS.
+    @param compression: offer the compressed protocol (C{CLIENT_COMPRESS}, zlib).
     @return: a L{MySQLServerFactory}.
     """
     from obproxy_tx.protocol.server import MySQLServerFactory
@@ -566,6 +570,7 @@ def make_factory(
         require_tls=require_tls,
         auth_plugin_for=checker.plugin_for,
         connection_ids=database.next_connection_id,
+        compression=compression,
     )
 
 
@@ -582,6 +587,9 @@ def main(argv: Sequence[str] | None = None, reactor: Any = None) -> None:
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
     parser.add_argument("--require-tls", action="store_true")
+    parser.add_argument(
+        "--compress", action="store_true", help="offer the compressed protocol (zlib)"
+    )
     args = parser.parse_args(argv)
     if reactor is None:
         from twisted.internet import reactor as global_reactor
@@ -590,7 +598,9 @@ def main(argv: Sequence[str] | None = None, reactor: Any = None) -> None:
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
-    factory = make_factory(reactor, None, args.tls_cert, args.tls_key, args.require_tls)
+    factory = make_factory(
+        reactor, None, args.tls_cert, args.tls_key, args.require_tls, args.compress
+    )
     tcp: IReactorTCP = reactor
     port = tcp.listenTCP(args.port, factory, interface=args.host)
     address: Any = port.getHost()

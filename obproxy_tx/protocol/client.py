@@ -290,6 +290,8 @@ class MySQLClientProtocol(Protocol):
         character_set: int = 45,
         max_packet_size: int = 1 << 30,
         multi_statements: bool = True,
+        compression: bool | str = False,
+        compression_level: int = 6,
     ) -> None:
         """
         @param reactor: the reactor.
@@ -308,6 +310,13 @@ class MySQLClientProtocol(Protocol):
         @param character_set: the collation id for the connection.
         @param max_packet_size: the largest payload accepted from the server.
         @param multi_statements: ask for C{CLIENT_MULTI_STATEMENTS}.
+        @param compression: ask for the compressed protocol: C{True} or
+            C{"zlib"} for C{CLIENT_COMPRESS}; C{"zstd"} for
+            C{CLIENT_ZSTD_COMPRESSION_ALGORITHM} when the server offers it,
+            else zlib. It is used only when the server offers it too (see
+            L{compression<MySQLClientProtocol.compression>}).
+        @param compression_level: the zlib or zstd level.
+        @raise ValueError: C{compression} names an unknown algorithm.
         """
         self.reactor = reactor
         self.user = user
@@ -332,8 +341,19 @@ class MySQLClientProtocol(Protocol):
             wanted |= Capability.CLIENT_SSL
         if not multi_statements:
             wanted &= ~Capability.CLIENT_MULTI_STATEMENTS
+        if compression not in (False, True, "zlib", "zstd"):
+            raise ValueError(f"unknown compression algorithm {compression!r}")
+        if compression:
+            wanted |= Capability.CLIENT_COMPRESS
+        if compression == "zstd":
+            wanted |= Capability.CLIENT_ZSTD_COMPRESSION_ALGORITHM
         self._wanted = wanted
-        self.connection = ClientConnection(capabilities=wanted, max_packet_size=max_packet_size)
+        self._compression_level = compression_level
+        self.connection = ClientConnection(
+            capabilities=wanted,
+            max_packet_size=max_packet_size,
+            compression_level=compression_level,
+        )
         self.ready: defer.Deferred[MySQLClientProtocol] = defer.Deferred()
         self.closed: defer.Deferred[None] = defer.Deferred()
         self.server_version = ""
@@ -350,6 +370,22 @@ class MySQLClientProtocol(Protocol):
         self._current: _Command | None = None
         self._logged_in = False
         self._lost = False
+
+    @property
+    def compression(self) -> str | None:
+        """
+        The compressed protocol in use: C{None}, C{"zlib"} or C{"zstd"}
+        (switched on right after the login's OK when both sides offered it).
+        """
+        return self.connection.compression
+
+    @property
+    def capabilities(self) -> Capability:
+        """
+        The capabilities negotiated at login (what we asked for and the
+        server offered).
+        """
+        return self.connection.capabilities
 
     # -- transport events -------------------------------------------------------
 
@@ -469,6 +505,9 @@ class MySQLClientProtocol(Protocol):
             auth_plugin_name=plugin,
             connect_attrs=self._connect_attrs
             if capabilities & Capability.CLIENT_CONNECT_ATTRS
+            else None,
+            zstd_compression_level=self._compression_level
+            if capabilities & Capability.CLIENT_ZSTD_COMPRESSION_ALGORITHM
             else None,
         )
         self._write(self.connection.send(response))
@@ -927,6 +966,7 @@ def connect(
     character_set: int = 45,
     max_packet_size: int = 1 << 30,
     timeout: float | None = 30.0,
+    compression: bool | str = False,
 ) -> defer.Deferred[MySQLClientProtocol]:
     """
     Connect and log in.
@@ -946,6 +986,8 @@ def connect(
     @param character_set: the collation id.
     @param max_packet_size: the largest payload accepted from the server.
     @param timeout: seconds to connect and log in, or C{None}.
+    @param compression: ask for the compressed protocol (C{True}/C{"zlib"},
+        or C{"zstd"} falling back to zlib); see L{MySQLClientProtocol}.
     @return: a Deferred of the logged-in L{MySQLClientProtocol}; fails with
         L{ServerError} (e.g. 1045) or a connection error.
     """
@@ -961,6 +1003,7 @@ def connect(
         connect_attrs=connect_attrs,
         character_set=character_set,
         max_packet_size=max_packet_size,
+        compression=compression,
     )
     connecting = connectProtocol(endpoint, protocol)
     deferred: defer.Deferred[MySQLClientProtocol] = connecting.addCallback(lambda _: protocol.ready)

@@ -223,6 +223,8 @@ class ConnectionInfo:
         (lets a proxy log in to backends), else C{None}.
     @ivar tls_cipher: the negotiated TLS cipher, when known.
     @ivar tls_version: the negotiated TLS protocol version, when known.
+    @ivar compression: the compressed protocol in use after login (C{"zlib"}
+        or C{"zstd"}), or C{None}.
     """
 
     connection_id: int
@@ -235,6 +237,7 @@ class ConnectionInfo:
     stage1: bytes | None = None
     tls_cipher: str | None = None
     tls_version: str | None = None
+    compression: str | None = None
 
 
 class IMySQLSession(Interface):

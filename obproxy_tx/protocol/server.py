@@ -773,6 +773,7 @@ class MySQLServerProtocol(Protocol):
             self._handshake_timer.cancel()
         self._handshake_timer = None
         self._write(self.connection.send(p.OKPacket(status_flags=self._status())))
+        self.info.compression = self.connection.compression
         self._log.info(
             "{user}@{peer} logged in with {plugin}",
             user=self.info.user,
