@@ -21,7 +21,8 @@ What each peer offers (read from their greetings):
      prepared statements, LOAD DATA LOCAL. Negotiation is checked on our side
      (negotiated capabilities, C{connection.compression}) and, on MariaDB, on
      the server's (C{SHOW SESSION STATUS LIKE 'Compression'} is C{ON}); seekdb
-     has no such status, so the byte count is its proof.
+     has no such status, so the byte count is its proof. Compression inside
+     TLS too (MariaDB).
   2. Real clients with compression against C{examples/server.py --compress}
      (run as a subprocess, as in L{tests.integration.test_framework_clients}):
      mysql-connector-python pure and C extension (each in a fresh interpreter,
@@ -48,6 +49,7 @@ from twisted.internet import reactor as _reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from obproxy_tx.protocol.client import MySQLClientProtocol, ServerError, connect
+from obproxy_tx.protocol.tls import client_tls_options
 from obproxy_tx.wire.constants import Capability
 
 pytestmark = pytest.mark.integration
@@ -163,6 +165,24 @@ async def test_compressed_zstd_request_falls_back_to_zlib(
         _assert_compressed(server, connection)
         assert not connection.capabilities & Capability.CLIENT_ZSTD_COMPRESSION_ALGORITHM
         assert (await connection.query("SELECT REPEAT('z', 1000)")).rows == [("z" * 1000,)]
+    finally:
+        await connection.quit()
+
+
+@pytest_twisted.ensureDeferred
+async def test_compressed_over_tls(mariadb: Any) -> None:
+    """Compression inside TLS: MariaDB reports both, and a 20 MB value comes back intact."""
+    connection = await _open(mariadb, "tls", tls=client_tls_options(mariadb.host, mariadb.tls.ca))
+    try:
+        assert connection.secure
+        _assert_compressed(mariadb, connection)
+        status = await connection.query(
+            "SHOW SESSION STATUS WHERE Variable_name IN ('Compression', 'Ssl_cipher')"
+        )
+        facts = dict(status.rows)
+        assert facts["Compression"] == "ON" and facts["Ssl_cipher"]
+        result = await connection.query("SELECT REPEAT('ab', 10000000)")
+        assert result.rows == [("ab" * 10000000,)]
     finally:
         await connection.quit()
 
