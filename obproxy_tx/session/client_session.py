@@ -297,7 +297,10 @@ class ClientSession(Protocol):
         self._response: HandshakeResponse41 | None = None
         self._events: collections.deque[Any] = collections.deque()
         self._busy = False
+        self._running: object | None = None
+        self._processing = False
         self._closed = False
+        self._closing = False
         self._doomed: str | None = None
         self._login_timer: IDelayedCall | None = None
         self._producer: ServerSession | None = None
@@ -421,15 +424,8 @@ class ClientSession(Protocol):
                 else:
                     self._events.append(event)
             return
-        if self._busy or self._events:
-            self._events.extend(events)
-            self._process()
-            return
-        for index, event in enumerate(events):
-            self._handle(event)
-            if self._busy or self._closed:
-                self._events.extend(events[index + 1 :])
-                return
+        self._events.extend(events)
+        self._process()
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: N802,B008
         """
@@ -456,6 +452,7 @@ class ClientSession(Protocol):
         """
         Close the client connection (its server sessions follow).
         """
+        self._closing = True
         if not self._closed:
             self.transport.loseConnection()
 
@@ -481,11 +478,43 @@ class ClientSession(Protocol):
             self.transport.abortConnection()
 
     def _process(self) -> None:
-        while self._events and not self._busy and not self._closed:
-            event = self._events.popleft()
+        """
+        Serve the client's queued events while the session is free: first
+        those already handed out by the conversation, then the commands a
+        pipelining client sent before the previous answer was complete (the
+        conversation keeps them buffered until L{ServerConnection.next_events}
+        is asked once it is the client's turn again). Whatever ended the
+        previous command (a relayed answer, a local one, a swallowed internal
+        request, an error) calls this, so no queued command is left waiting.
+        """
+        if self._processing:
+            # Called back from inside the loop below (a step that ended at
+            # once): the loop goes on by itself, in order.
+            return
+        self._processing = True
+        try:
+            self._serve_queue()
+        finally:
+            self._processing = False
+
+    def _serve_queue(self) -> None:
+        events = self._events
+        while not self._busy and not self._closed and not self._closing:
+            if not events:
+                if self.conn.phase is Phase.CONNECT:
+                    return
+                try:
+                    pipelined = self.conn.next_events()
+                except RemoteProtocolError as exc:
+                    self._protocol_failed(exc)
+                    return
+                if not pipelined:
+                    return
+                events.extend(pipelined)
+            event = events.popleft()
             if event.__class__ is bytes:
                 try:
-                    self._events.extendleft(reversed(self.conn.receive_data(event)))
+                    events.extendleft(reversed(self.conn.receive_data(event)))
                 except RemoteProtocolError as exc:
                     self._protocol_failed(exc)
                     return
@@ -534,11 +563,20 @@ class ClientSession(Protocol):
         Run an async step: the session is busy (client events queue) until it ends.
         """
         self._busy = True
+        token = object()
+        self._running = token
         deferred = defer.Deferred.fromCoroutine(coroutine)
         deferred.addErrback(self._request_error)
-        deferred.addBoth(self._unbusy)
+        deferred.addBoth(self._unbusy, token)
 
-    def _unbusy(self, _: object) -> None:
+    def _unbusy(self, _: object, token: object) -> None:
+        """
+        An async step ended: unless it handed over to a relayed request (or
+        a later step already took over), serve the next queued command.
+        """
+        if self._running is not token:
+            return
+        self._running = None
         if self.active is None:
             self._busy = False
             self._process()
