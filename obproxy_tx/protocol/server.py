@@ -379,6 +379,7 @@ class MySQLServerProtocol(Protocol):
         self._scramble = b""
         self._events: deque[Any] = deque()
         self._busy = False
+        self._processing = False
         self._closing = False
         self._handshake_timer: IDelayedCall | None = None
         self._idle_timer: IDelayedCall | None = None
@@ -451,8 +452,36 @@ class MySQLServerProtocol(Protocol):
         self._process_events()
 
     def _process_events(self) -> None:
-        while self._events and not self._busy and not self._closing:
-            event = self._events.popleft()
+        """
+        Handle queued events while no command is running: first those
+        already handed out, then the commands a pipelining client sent before
+        the previous answer was complete (the connection keeps them buffered
+        until L{ServerConnection.next_events} is asked once it is the
+        client's turn again).
+        """
+        if self._processing:
+            # A command answered at once calls back in here: the loop below
+            # goes on by itself (no recursion per pipelined command).
+            return
+        self._processing = True
+        try:
+            self._serve_events()
+        finally:
+            self._processing = False
+
+    def _serve_events(self) -> None:
+        events = self._events
+        while not self._busy and not self._closing:
+            if not events:
+                try:
+                    pipelined = self.connection.next_events()
+                except RemoteProtocolError as exc:
+                    self._protocol_failed(exc)
+                    return
+                if not pipelined:
+                    return
+                events.extend(pipelined)
+            event = events.popleft()
             try:
                 self._handle(event)
             except RemoteProtocolError as exc:
