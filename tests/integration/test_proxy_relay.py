@@ -180,12 +180,16 @@ def test_prepared_statements_reprepared_on_second_session(proxy: Proxy) -> Itera
 
     def run() -> dict[str, Any]:
         out: dict[str, Any] = {}
+        # Pure Python: in this process the C extension would deadlock with the
+        # proxy (it keeps the GIL while it waits for an answer, e.g. in
+        # mysql_autocommit). test_proxy_connector_cext runs it in a subprocess.
         connection = mysql.connector.connect(
             host="127.0.0.1",
             port=proxy.port,
             user=proxy.user,
             password=proxy.password,
             database=backend.database,
+            use_pure=True,
         )
         try:
             cursor = connection.cursor(prepared=True)
