@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from typing import Any, Iterator
+from typing import Any, Generator, Iterator
 
 import pytest
 import pytest_twisted
@@ -71,7 +71,7 @@ def proxy(request: pytest.FixtureRequest) -> Iterator[Proxy]:
 
 
 @pytest_twisted.inlineCallbacks
-def test_connector_c_extension_through_the_proxy(proxy: Proxy) -> Iterator[Any]:
+def test_connector_c_extension_through_the_proxy(proxy: Proxy) -> Generator[Any, Any, None]:
     """
     The C extension logs in (its two SET NAMES), sets variables, runs queries
     and prepared statements, also after a forced route to a second server session.
@@ -111,7 +111,7 @@ def test_connector_c_extension_through_the_proxy(proxy: Proxy) -> Iterator[Any]:
 
 
 @pytest_twisted.inlineCallbacks
-def test_pipelined_queries_through_the_proxy(proxy: Proxy) -> Iterator[Any]:
+def test_pipelined_queries_through_the_proxy(proxy: Proxy) -> Generator[Any, Any, None]:
     """
     Statements written back to back in one piece (including ones the proxy
     reads variables back after) each get their answer, in order.
