@@ -443,9 +443,7 @@ class Options(usage.Options):
         ],
     ]
 
-    compData = usage.Completions(
-        optActions={"config": usage.CompleteFiles("*.yaml")}
-    )
+    compData = usage.Completions(optActions={"config": usage.CompleteFiles("*.yaml")})
 
     def __init__(self, reactor: Any = None) -> None:
         """
