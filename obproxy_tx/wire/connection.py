@@ -53,7 +53,7 @@ from typing import Any, Callable, Iterable, Union
 
 import attrs
 
-from obproxy_tx.wire.constants import MAX_PACKET_CHUNK, Capability, ServerStatus
+from obproxy_tx.wire.constants import MAX_PACKET_CHUNK, Capability, CursorType, ServerStatus
 from obproxy_tx.wire.errors import (
     ErrorCode,
     LocalProtocolError,
@@ -402,6 +402,12 @@ _AFTER_COLUMN_COUNT = _Decision(
 _AFTER_COLUMN = _Decision(
     "columns left? DEPRECATE_EOF?",
     (Phase.RESULT_COLUMNS, Phase.RESULT_COLUMNS_EOF, Phase.RESULT_ROWS),
+)
+#: The C{COM_STMT_EXECUTE} flags that ask for a cursor.
+_CURSOR_FLAGS = (
+    CursorType.CURSOR_TYPE_READ_ONLY
+    | CursorType.CURSOR_TYPE_FOR_UPDATE
+    | CursorType.CURSOR_TYPE_SCROLLABLE
 )
 _AFTER_COLUMNS_EOF = _Decision("cursor opened?", (Phase.RESULT_ROWS, Phase.COMMAND_IDLE))
 _AFTER_PREPARE_OK = _Decision(
@@ -1067,6 +1073,7 @@ class _Connection:
                 if not (
                     event.status_flags & ServerStatus.SERVER_STATUS_CURSOR_EXISTS
                     and isinstance(self.command, ComStmtExecute)
+                    and self.command.flags & _CURSOR_FLAGS
                 ):
                     return None
                 # A cursor was opened: the client must see that status.
@@ -1407,8 +1414,14 @@ class _Connection:
                 return Phase.RESULT_COLUMNS
             return self._after_metadata(Phase.RESULT_COLUMNS_EOF, Phase.RESULT_ROWS)
         if decision is _AFTER_COLUMNS_EOF:
-            if event.status_flags & ServerStatus.SERVER_STATUS_CURSOR_EXISTS and isinstance(
-                self.command, ComStmtExecute
+            # Only an execute that asked for a cursor gets one: MariaDB also sets the flag on
+            # the result sets a compound statement's SELECTs send while its own (SQL) cursor is
+            # open, and those rows follow at once.
+            command = self.command
+            if (
+                event.status_flags & ServerStatus.SERVER_STATUS_CURSOR_EXISTS
+                and isinstance(command, ComStmtExecute)
+                and command.flags & _CURSOR_FLAGS
             ):
                 return Phase.COMMAND_IDLE
             return Phase.RESULT_ROWS
