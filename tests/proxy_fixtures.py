@@ -95,6 +95,18 @@ class Proxy:
         options.update(kwargs)
         return pymysql.connect(**options)
 
+    def backend_id(self, cursor: Any) -> int:
+        """
+        The backend connection id of the server session that runs the only client's statements
+        (C{CONNECTION_ID()} through the proxy is the client's own id): runs C{SELECT 1} on
+        C{cursor}, then reads the id of the server session it left bound (blocking: in a thread).
+        """
+        cursor.execute("SELECT 1")
+        cursor.fetchall()
+        bound = self.only_client_session().bound
+        assert bound is not None
+        return int(bound.backend_id)
+
     def only_client_session(self) -> Any:
         """
         The one client session the proxy has.

@@ -49,6 +49,7 @@ from obproxy_tx.session.server_session import (
     ServerSession,
     ServerSessionLostError,
 )
+from obproxy_tx.session.statements import substitute_connection_id
 from obproxy_tx.session.states import ClientSessionMachine
 from obproxy_tx.session.sync import SessionVarVersions
 from obproxy_tx.session.tracking import SessionState, StatementKind, classify, parse_route_addr
@@ -302,6 +303,8 @@ class ClientSession(Protocol):
         self._closed = False
         self._closing = False
         self._doomed: str | None = None
+        # A server session of this client died while idle and none replaced it yet.
+        self._lost_idle = False
         self._login_timer: IDelayedCall | None = None
         self._producer: ServerSession | None = None
         self._pauser: _ReadPauser | None = None
@@ -875,7 +878,7 @@ class ClientSession(Protocol):
                 while ss is not None and not ss.alive:
                     ss = self.pool.take(key)
             if ss is None:
-                ss = await self._connect(server, failover)
+                ss = await self._replace_or_connect(server, failover)
             pinned = bool(self.pin_reasons)
             ss.machine.activate()
             try:
@@ -888,6 +891,28 @@ class ClientSession(Protocol):
                 continue
             return ss
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _replace_or_connect(self, server: BackendServer, failover: bool) -> ServerSession:
+        """
+        A new server session; when it replaces one that died while idle (killed, server
+        restarted) and cannot be had (login refused, server unreachable), the client connection
+        closes without an answer, as the dead backend connection would have: a direct client
+        sees a lost connection (2013) there, not an error of a login it never made.
+        """
+        if not self._lost_idle:
+            return await self._connect(server, failover)
+        try:
+            ss = await self._connect(server, failover)
+        except _RequestFailedError as failed:
+            self._log.info(
+                "client session {cs_id}: replacing a server session lost while idle failed "
+                "({error}); closing the client connection",
+                cs_id=self.cs_id,
+                error=failed.packet.message if failed.packet is not None else "?",
+            )
+            raise _RequestFailedError(None, close=True) from None
+        self._lost_idle = False
+        return ss
 
     async def _sync(self, ss: ServerSession) -> None:
         if ss.multi_statements != self._multi_statements:
@@ -966,6 +991,7 @@ class ClientSession(Protocol):
                     f"to it ({', '.join(sorted(reasons))}); the transaction or session state "
                     "there is gone"
                 )
+            self._lost_idle = True
             self._log.info(
                 "client session {cs_id}: idle server session {ss_id} to {server} closed",
                 cs_id=self.cs_id,
@@ -1046,7 +1072,7 @@ class ClientSession(Protocol):
         elif cls is ComQuit:
             self.close()
         elif cls is ComStmtPrepare:
-            self._forward(command, None)
+            self._forward(self._with_connection_id(command), None)
         elif cls is ComStmtClose:
             self._stmt_close(command)
         elif cls is ComStmtReset:
@@ -1085,7 +1111,21 @@ class ClientSession(Protocol):
         if info.kind is StatementKind.SELECT and _SELECT_ROUTE_ADDR.match(command.query):
             self._answer_value(b"@obproxy_route_addr", self.route_addr or 0)
             return
+        if info.needs_last_session:
+            # Only texts with a dependent function (CONNECTION_ID() among them) pay for this.
+            command = self._with_connection_id(command)
         self._forward(command, info)
+
+    def _with_connection_id(self, command: Any) -> Any:
+        """
+        C{command} (a C{COM_QUERY} or C{COM_STMT_PREPARE}) with every C{CONNECTION_ID()} call
+        replaced by this client session's id, the one the client saw in the handshake: the
+        backend would answer with its own connection id.
+        """
+        query = substitute_connection_id(command.query, self.cs_id)
+        if query is command.query:
+            return command
+        return attrs.evolve(command, query=query)
 
     @staticmethod
     def _column(name: bytes, integer: bool) -> ColumnDefinition41:

@@ -56,15 +56,13 @@ def test_backend_killed_between_statements_is_transparent(proxy: Proxy) -> Itera
         with proxy.connect() as connection, connection.cursor() as cursor:
             cursor.execute("SET @kept = 'still here'")
             cursor.execute("USE mysql")
-            cursor.execute("SELECT CONNECTION_ID() + 0")
-            first = cursor.fetchone()[0]
+            first = proxy.backend_id(cursor)
             session = proxy.only_client_session()
             _kill_backend(proxy, first)
             _wait_until(lambda: session.bound is None)
             cursor.execute("SELECT @kept, DATABASE()")
             out["state"] = cursor.fetchone()
-            cursor.execute("SELECT CONNECTION_ID() + 0")
-            out["ids"] = (first, cursor.fetchone()[0])
+            out["ids"] = (first, proxy.backend_id(cursor))
         return out
 
     out = yield threads.deferToThread(run)
@@ -84,8 +82,7 @@ def test_backend_killed_inside_transaction_closes_cleanly(proxy: Proxy) -> Itera
             cursor.execute("CREATE TABLE proxy_fo (id INT PRIMARY KEY)")
             connection.begin()
             cursor.execute("INSERT INTO proxy_fo VALUES (1)")
-            cursor.execute("SELECT CONNECTION_ID() + 0")
-            backend_id = cursor.fetchone()[0]
+            backend_id = proxy.backend_id(cursor)
             session = proxy.only_client_session()
             _kill_backend(proxy, backend_id)
             _wait_until(lambda: session.bound is None)
@@ -113,8 +110,7 @@ def test_backend_killed_mid_query_gives_an_error(proxy: Proxy) -> Iterator[Any]:
     def run() -> Any:
         connection = proxy.connect()
         with connection.cursor() as cursor:
-            cursor.execute("SELECT CONNECTION_ID() + 0")
-            backend_id = cursor.fetchone()[0]
+            backend_id = proxy.backend_id(cursor)
 
             def killer() -> None:
                 time.sleep(0.5)

@@ -41,8 +41,7 @@ def test_lock_pins_until_released_then_forced_route_moves(maria_proxy: Proxy) ->
             session = proxy.only_client_session()
 
             def backend_id() -> int:
-                cursor.execute("SELECT CONNECTION_ID() + 0")
-                return int(cursor.fetchone()[0])
+                return proxy.backend_id(cursor)
 
             first = backend_id()
             cursor.execute("DROP TABLE IF EXISTS proxy_pins")
@@ -64,7 +63,7 @@ def test_lock_pins_until_released_then_forced_route_moves(maria_proxy: Proxy) ->
             out["released"] = cursor.fetchone()[0]
             out["after_release"] = set(session.pin_reasons)
             cursor.execute("SELECT 1")  # free: goes where the forced route says
-            second = backend_id()  # CONNECTION_ID() runs where the last statement ran
+            second = backend_id()
             out["moved"] = second != first
             out["count"] = session.server_session_count
             cursor.execute("SELECT IS_FREE_LOCK('proxy_h9')")

@@ -149,14 +149,12 @@ def test_forced_switch_keeps_session_state(proxy: Proxy) -> Iterator[Any]:
             probe = "SELECT @u1, @u2, @u3, @u4, @@session.sql_mode, @@session.time_zone, DATABASE()"
             cursor.execute(probe)
             out["before"] = cursor.fetchall()
-            cursor.execute("SELECT CONNECTION_ID() + 0")
-            out["backend_before"] = cursor.fetchone()[0]
+            out["backend_before"] = proxy.backend_id(cursor)
             # Another spelling of the same server: a second pool key, so a second server session.
             cursor.execute(f"SET @obproxy_route_addr = 'localhost:{backend.port}'")
             cursor.execute(probe)
             out["after"] = cursor.fetchall()
-            cursor.execute("SELECT CONNECTION_ID() + 0")
-            out["backend_after"] = cursor.fetchone()[0]
+            out["backend_after"] = proxy.backend_id(cursor)
             out["count"] = proxy.only_client_session().server_session_count
             cursor.execute("SELECT CONNECTION_ID()")
             out["cs_id"] = cursor.fetchone()[0]
