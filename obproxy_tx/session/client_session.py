@@ -438,7 +438,9 @@ class ClientSession(Protocol):
         if self._login_timer is not None and self._login_timer.active():
             self._login_timer.cancel()
         self._login_timer = None
-        self._close_server_sessions()
+        # A client that quit (or that the proxy closed) quits its backends too; one that went
+        # away without COM_QUIT leaves them as abruptly, so servers count it as aborted.
+        self._close_server_sessions(quit=self._closing)
         self.machine.close()
         self.manager.client_session_closed(self)
 
@@ -1001,7 +1003,7 @@ class ClientSession(Protocol):
         else:
             self.pool.remove(ss)
 
-    def _close_server_sessions(self) -> None:
+    def _close_server_sessions(self, quit: bool = True) -> None:
         sessions = self.server_sessions
         self.active = self.bound = None
         self.pool.drain()
@@ -1011,7 +1013,7 @@ class ClientSession(Protocol):
                 self.transport.unregisterProducer()
         for ss in sessions:
             ss.sink = None
-            ss.close()
+            ss.close(quit=quit)
 
     def _attach(self, ss: ServerSession) -> None:
         """

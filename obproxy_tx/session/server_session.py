@@ -27,6 +27,7 @@ Its C{MSS_*} state lives in L{machine}; the client session moves it.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable
 
 from twisted.internet import defer
@@ -39,10 +40,11 @@ from obproxy_tx.session.states import ServerSessionMachine
 from obproxy_tx.session.sync import SessionVarVersions
 from obproxy_tx.wire.connection import ClientConnection, Phase
 from obproxy_tx.wire.constants import Capability
-from obproxy_tx.wire.errors import ErrorCode, RemoteProtocolError
+from obproxy_tx.wire.errors import ErrorCode, ProtocolError, RemoteProtocolError
 from obproxy_tx.wire.packets import (
     AuthSwitchRequest,
     AuthSwitchResponse,
+    ComQuit,
     ComStmtClose,
     ComStmtSendLongData,
     ERRPacket,
@@ -419,10 +421,17 @@ class ServerSession(Protocol):
         if transport is not None and not self._lost:
             transport.abortConnection()
 
-    def close(self) -> None:
+    def close(self, quit: bool = False) -> None:
         """
-        Close the connection politely (the server sees a normal disconnect).
+        Close the connection.
+
+        @param quit: say C{COM_QUIT} first when the session is idle, so the server sees a
+            normal disconnect; without it the server counts an aborted client
+            (C{Aborted_clients}), as for a client that went away without a word.
         """
         transport = self.transport
         if transport is not None and not self._lost:
+            if quit and self.conn.phase is Phase.COMMAND_IDLE:
+                with contextlib.suppress(ProtocolError):
+                    transport.write(self.conn.send(ComQuit()))
             transport.loseConnection()

@@ -5,6 +5,7 @@ it is called, and a killed idle backend connection that cannot be replaced looks
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any, Iterator
 
@@ -106,3 +107,44 @@ def test_killed_idle_backend_of_a_dropped_user_looks_lost(mariadb: Any) -> Itera
         yield stop_proxy_later(proxy)
         yield in_thread(direct, f"DROP USER IF EXISTS '{user}'@'%'")
     assert code in (2013, 2006)
+
+
+@pytest_twisted.inlineCallbacks
+def test_quit_and_abrupt_close_reach_the_backend_as_such(mariadb: Any) -> Iterator[Any]:
+    """COM_QUIT leaves Aborted_clients alone; a client gone without it counts as aborted."""
+    proxy = start_proxy(mariadb)
+
+    def aborted() -> int:
+        with proxy.direct() as admin, admin.cursor() as cursor:
+            cursor.execute("SHOW GLOBAL STATUS LIKE 'Aborted_clients'")
+            return int(cursor.fetchone()[1])
+
+    def settle(expected: int) -> int:
+        value = aborted()
+        for _ in range(40):
+            if value == expected:
+                break
+            time.sleep(0.05)
+            value = aborted()
+        return value
+
+    def run() -> tuple[int, int, int]:
+        before = aborted()
+        polite = proxy.connect()
+        polite.cursor().execute("SELECT 1")
+        polite.close()
+        time.sleep(0.3)
+        after_quit = aborted()
+        rude = proxy.connect()
+        rude.cursor().execute("SELECT 1")
+        rude._sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
+        rude._sock.close()  # type: ignore[union-attr]
+        return before, after_quit, settle(before + 1)
+
+    try:
+        counts: Any = yield in_thread(run)
+    finally:
+        yield stop_proxy_later(proxy)
+    before, after_quit, after_abort = counts
+    assert after_quit == before
+    assert after_abort == before + 1
