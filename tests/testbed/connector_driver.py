@@ -29,13 +29,23 @@ class _RecordingResult(unittest.TextTestResult):
         super().__init__(*args, **kwargs)
         self.outcomes: Dict[str, str] = {}
         self.details: Dict[str, str] = {}
+        self._names: Dict[int, str] = {}
+
+    def startTest(self, test: Any) -> None:  # noqa: N802
+        # The sdist's foreach_cnx decorators rename the test method ("... (using X)") once
+        # their connect() returned, so test.id() depends on whether it raised: aio connect()
+        # raises TypeError after a complete login to a server that does not offer TLS (it reads
+        # the writer's "cipher" extra info, None without TLS), swallowed by the decorator.
+        # Record every test under its name as it started, the same in every run.
+        super().startTest(test)
+        self._names[id(test)] = test.id()
 
     def _describe(self, err: Any, test: Any) -> str:
         describe: Any = getattr(self, "_exc_info_to_string")  # noqa: B009 - private, untyped
         return str(describe(err, test))
 
     def _note(self, test: Any, outcome: str, detail: str = "") -> None:
-        name = test.id()
+        name = self._names.get(id(test), test.id())
         if self.outcomes.get(name) in ("fail", "error"):
             return  # a failed subtest keeps its test failed
         self.outcomes[name] = outcome
