@@ -306,6 +306,10 @@ class ClientSession(Protocol):
         # A server session of this client died while idle and none replaced it yet.
         self._lost_idle = False
         self._login_timer: IDelayedCall | None = None
+        # wait_timeout: one timer, rescheduled only when it fires or the timeout changes.
+        self._idle_timer: IDelayedCall | None = None
+        self._idle_timeout = 0.0
+        self._idle_since = 0.0
         self._producer: ServerSession | None = None
         self._pauser: _ReadPauser | None = None
         self._request_info: Any = None
@@ -438,6 +442,9 @@ class ClientSession(Protocol):
         if self._login_timer is not None and self._login_timer.active():
             self._login_timer.cancel()
         self._login_timer = None
+        if self._idle_timer is not None and self._idle_timer.active():
+            self._idle_timer.cancel()
+        self._idle_timer = None
         # A client that quit (or that the proxy closed) quits its backends too; one that went
         # away without COM_QUIT leaves them as abruptly, so servers count it as aborted.
         self._close_server_sessions(quit=self._closing)
@@ -474,6 +481,64 @@ class ClientSession(Protocol):
             self._send(ERRPacket(ErrorCode.ER_UNKNOWN_ERROR, "internal proxy error"))
         except Exception:
             self._log.debug("could not report the internal error")
+        self.close()
+
+    def _wait_timeout(self) -> float:
+        """
+        The client's idle timeout in seconds: its session's C{wait_timeout} as the
+        proxy tracked it (set by the client, or reported by the server), else the
+        configured C{default_inactivity_timeout}, as ODP does.
+        """
+        value = self.state.sys_vars.get("wait_timeout")
+        if value is not None:
+            try:
+                seconds = float(value)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                seconds = 0.0
+            if seconds > 0:
+                return seconds
+        return float(self.manager.config.default_inactivity_timeout)
+
+    def _watch_idle(self) -> None:
+        """
+        (Re)arm the idle timer for the current C{wait_timeout}, counted from the
+        end of the last request.
+        """
+        if self._idle_timer is not None and self._idle_timer.active():
+            self._idle_timer.cancel()
+        reactor = self.manager.reactor
+        if not self._idle_since:
+            self._idle_since = reactor.seconds()
+        self._idle_timeout = self._wait_timeout()
+        remaining = self._idle_since + self._idle_timeout - reactor.seconds()
+        self._idle_timer = reactor.callLater(max(remaining, 0.0), self._idle_timer_fired)
+
+    def _follow_wait_timeout(self) -> None:
+        """
+        Re-arm the idle timer when the session's C{wait_timeout} changed.
+        """
+        if self._idle_timer is not None and self._wait_timeout() != self._idle_timeout:
+            self._watch_idle()
+
+    def _idle_timer_fired(self) -> None:
+        self._idle_timer = None
+        if self._closed:
+            return
+        now = self.manager.reactor.seconds()
+        timeout = self._wait_timeout()
+        if self._busy or self._events or now < self._idle_since + timeout:
+            # A request is running or came in since: look again later.
+            if self._busy or self._events:
+                self._idle_since = now
+            self._watch_idle()
+            return
+        # As the server does: close without an answer; the client sees a lost
+        # connection on its next command.
+        self._log.info(
+            "client session {cs_id}: idle for {timeout}s (wait_timeout), closing",
+            cs_id=self.cs_id,
+            timeout=timeout,
+        )
         self.close()
 
     def _login_timed_out(self) -> None:
@@ -713,6 +778,7 @@ class ClientSession(Protocol):
             self._login_timer.cancel()
         self._login_timer = None
         self._in_transaction = False
+        self._watch_idle()
         self._send(OKPacket(status_flags=self._status()))
         self._log.info(
             "client session {cs_id}: {user} from {peer} logged in to {server}",
@@ -1322,6 +1388,7 @@ class ClientSession(Protocol):
                     state.set_database(schema or None)
             if sys_vars:
                 state.set_sys_vars(sys_vars)
+                self._follow_wait_timeout()
             if not self.conn.capabilities & Capability.CLIENT_SESSION_TRACK:
                 return OKPacket(
                     ok.affected_rows,
@@ -1387,6 +1454,8 @@ class ClientSession(Protocol):
         return sys_names, user_names
 
     def _finish_request(self, ss: ServerSession, bind: bool) -> None:
+        self._idle_since = self.manager.reactor.seconds()
+        self._follow_wait_timeout()
         was_in_transaction = self._in_transaction
         self._in_transaction = ss.conn.in_transaction
         if was_in_transaction and not self._in_transaction:
@@ -1441,6 +1510,7 @@ class ClientSession(Protocol):
             for name, raw, column in zip(user_names, values[count:], columns[count:])
         )
         ss.versions = ss.versions.after_statement(before, self.state.versions)
+        self._follow_wait_timeout()
 
     # -- prepared statements ------------------------------------------------------------
 
