@@ -1,0 +1,460 @@
+"""
+Character sets and collations by their wire ids.
+
+The handshake and C{COM_CHANGE_USER} carry a collation id in one byte; column
+definitions carry it in two. The table holds every collation of MariaDB 10.11
+(read from its C{information_schema.COLLATIONS}) plus the MySQL 8 / OceanBase
+ids MariaDB lacks (C{gb18030_*}, C{utf8mb4_0900_*}); ids mean the same in all
+three where they overlap.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import attrs
+
+__all__ = [
+    "Collation",
+    "collation_by_id",
+    "collation_by_name",
+    "default_collation",
+    "python_encoding",
+]
+
+
+@attrs.frozen
+class Collation:
+    """
+    One collation.
+
+    @ivar id: its wire id.
+    @ivar name: e.g. C{"utf8mb4_general_ci"}.
+    @ivar charset: its character set, e.g. C{"utf8mb4"}.
+    @ivar is_default: whether it is its character set's default collation.
+    """
+
+    id: int
+    name: str
+    charset: str
+    is_default: bool
+
+
+#: (id, name, charset, is_default)
+_TABLE: Tuple[Tuple[int, str, str, bool], ...] = (
+    (1, "big5_chinese_ci", "big5", True),
+    (2, "latin2_czech_cs", "latin2", False),
+    (3, "dec8_swedish_ci", "dec8", True),
+    (4, "cp850_general_ci", "cp850", True),
+    (5, "latin1_german1_ci", "latin1", False),
+    (6, "hp8_english_ci", "hp8", True),
+    (7, "koi8r_general_ci", "koi8r", True),
+    (8, "latin1_swedish_ci", "latin1", True),
+    (9, "latin2_general_ci", "latin2", True),
+    (10, "swe7_swedish_ci", "swe7", True),
+    (11, "ascii_general_ci", "ascii", True),
+    (12, "ujis_japanese_ci", "ujis", True),
+    (13, "sjis_japanese_ci", "sjis", True),
+    (14, "cp1251_bulgarian_ci", "cp1251", False),
+    (15, "latin1_danish_ci", "latin1", False),
+    (16, "hebrew_general_ci", "hebrew", True),
+    (18, "tis620_thai_ci", "tis620", True),
+    (19, "euckr_korean_ci", "euckr", True),
+    (20, "latin7_estonian_cs", "latin7", False),
+    (21, "latin2_hungarian_ci", "latin2", False),
+    (22, "koi8u_general_ci", "koi8u", True),
+    (23, "cp1251_ukrainian_ci", "cp1251", False),
+    (24, "gb2312_chinese_ci", "gb2312", True),
+    (25, "greek_general_ci", "greek", True),
+    (26, "cp1250_general_ci", "cp1250", True),
+    (27, "latin2_croatian_ci", "latin2", False),
+    (28, "gbk_chinese_ci", "gbk", True),
+    (29, "cp1257_lithuanian_ci", "cp1257", False),
+    (30, "latin5_turkish_ci", "latin5", True),
+    (31, "latin1_german2_ci", "latin1", False),
+    (32, "armscii8_general_ci", "armscii8", True),
+    (33, "utf8mb3_general_ci", "utf8mb3", True),
+    (34, "cp1250_czech_cs", "cp1250", False),
+    (35, "ucs2_general_ci", "ucs2", True),
+    (36, "cp866_general_ci", "cp866", True),
+    (37, "keybcs2_general_ci", "keybcs2", True),
+    (38, "macce_general_ci", "macce", True),
+    (39, "macroman_general_ci", "macroman", True),
+    (40, "cp852_general_ci", "cp852", True),
+    (41, "latin7_general_ci", "latin7", True),
+    (42, "latin7_general_cs", "latin7", False),
+    (43, "macce_bin", "macce", False),
+    (44, "cp1250_croatian_ci", "cp1250", False),
+    (45, "utf8mb4_general_ci", "utf8mb4", True),
+    (46, "utf8mb4_bin", "utf8mb4", False),
+    (47, "latin1_bin", "latin1", False),
+    (48, "latin1_general_ci", "latin1", False),
+    (49, "latin1_general_cs", "latin1", False),
+    (50, "cp1251_bin", "cp1251", False),
+    (51, "cp1251_general_ci", "cp1251", True),
+    (52, "cp1251_general_cs", "cp1251", False),
+    (53, "macroman_bin", "macroman", False),
+    (54, "utf16_general_ci", "utf16", True),
+    (55, "utf16_bin", "utf16", False),
+    (56, "utf16le_general_ci", "utf16le", True),
+    (57, "cp1256_general_ci", "cp1256", True),
+    (58, "cp1257_bin", "cp1257", False),
+    (59, "cp1257_general_ci", "cp1257", True),
+    (60, "utf32_general_ci", "utf32", True),
+    (61, "utf32_bin", "utf32", False),
+    (62, "utf16le_bin", "utf16le", False),
+    (63, "binary", "binary", True),
+    (64, "armscii8_bin", "armscii8", False),
+    (65, "ascii_bin", "ascii", False),
+    (66, "cp1250_bin", "cp1250", False),
+    (67, "cp1256_bin", "cp1256", False),
+    (68, "cp866_bin", "cp866", False),
+    (69, "dec8_bin", "dec8", False),
+    (70, "greek_bin", "greek", False),
+    (71, "hebrew_bin", "hebrew", False),
+    (72, "hp8_bin", "hp8", False),
+    (73, "keybcs2_bin", "keybcs2", False),
+    (74, "koi8r_bin", "koi8r", False),
+    (75, "koi8u_bin", "koi8u", False),
+    (77, "latin2_bin", "latin2", False),
+    (78, "latin5_bin", "latin5", False),
+    (79, "latin7_bin", "latin7", False),
+    (80, "cp850_bin", "cp850", False),
+    (81, "cp852_bin", "cp852", False),
+    (82, "swe7_bin", "swe7", False),
+    (83, "utf8mb3_bin", "utf8mb3", False),
+    (84, "big5_bin", "big5", False),
+    (85, "euckr_bin", "euckr", False),
+    (86, "gb2312_bin", "gb2312", False),
+    (87, "gbk_bin", "gbk", False),
+    (88, "sjis_bin", "sjis", False),
+    (89, "tis620_bin", "tis620", False),
+    (90, "ucs2_bin", "ucs2", False),
+    (91, "ujis_bin", "ujis", False),
+    (92, "geostd8_general_ci", "geostd8", True),
+    (93, "geostd8_bin", "geostd8", False),
+    (94, "latin1_spanish_ci", "latin1", False),
+    (95, "cp932_japanese_ci", "cp932", True),
+    (96, "cp932_bin", "cp932", False),
+    (97, "eucjpms_japanese_ci", "eucjpms", True),
+    (98, "eucjpms_bin", "eucjpms", False),
+    (99, "cp1250_polish_ci", "cp1250", False),
+    (101, "utf16_unicode_ci", "utf16", False),
+    (102, "utf16_icelandic_ci", "utf16", False),
+    (103, "utf16_latvian_ci", "utf16", False),
+    (104, "utf16_romanian_ci", "utf16", False),
+    (105, "utf16_slovenian_ci", "utf16", False),
+    (106, "utf16_polish_ci", "utf16", False),
+    (107, "utf16_estonian_ci", "utf16", False),
+    (108, "utf16_spanish_ci", "utf16", False),
+    (109, "utf16_swedish_ci", "utf16", False),
+    (110, "utf16_turkish_ci", "utf16", False),
+    (111, "utf16_czech_ci", "utf16", False),
+    (112, "utf16_danish_ci", "utf16", False),
+    (113, "utf16_lithuanian_ci", "utf16", False),
+    (114, "utf16_slovak_ci", "utf16", False),
+    (115, "utf16_spanish2_ci", "utf16", False),
+    (116, "utf16_roman_ci", "utf16", False),
+    (117, "utf16_persian_ci", "utf16", False),
+    (118, "utf16_esperanto_ci", "utf16", False),
+    (119, "utf16_hungarian_ci", "utf16", False),
+    (120, "utf16_sinhala_ci", "utf16", False),
+    (121, "utf16_german2_ci", "utf16", False),
+    (122, "utf16_croatian_mysql561_ci", "utf16", False),
+    (123, "utf16_unicode_520_ci", "utf16", False),
+    (124, "utf16_vietnamese_ci", "utf16", False),
+    (128, "ucs2_unicode_ci", "ucs2", False),
+    (129, "ucs2_icelandic_ci", "ucs2", False),
+    (130, "ucs2_latvian_ci", "ucs2", False),
+    (131, "ucs2_romanian_ci", "ucs2", False),
+    (132, "ucs2_slovenian_ci", "ucs2", False),
+    (133, "ucs2_polish_ci", "ucs2", False),
+    (134, "ucs2_estonian_ci", "ucs2", False),
+    (135, "ucs2_spanish_ci", "ucs2", False),
+    (136, "ucs2_swedish_ci", "ucs2", False),
+    (137, "ucs2_turkish_ci", "ucs2", False),
+    (138, "ucs2_czech_ci", "ucs2", False),
+    (139, "ucs2_danish_ci", "ucs2", False),
+    (140, "ucs2_lithuanian_ci", "ucs2", False),
+    (141, "ucs2_slovak_ci", "ucs2", False),
+    (142, "ucs2_spanish2_ci", "ucs2", False),
+    (143, "ucs2_roman_ci", "ucs2", False),
+    (144, "ucs2_persian_ci", "ucs2", False),
+    (145, "ucs2_esperanto_ci", "ucs2", False),
+    (146, "ucs2_hungarian_ci", "ucs2", False),
+    (147, "ucs2_sinhala_ci", "ucs2", False),
+    (148, "ucs2_german2_ci", "ucs2", False),
+    (149, "ucs2_croatian_mysql561_ci", "ucs2", False),
+    (150, "ucs2_unicode_520_ci", "ucs2", False),
+    (151, "ucs2_vietnamese_ci", "ucs2", False),
+    (159, "ucs2_general_mysql500_ci", "ucs2", False),
+    (160, "utf32_unicode_ci", "utf32", False),
+    (161, "utf32_icelandic_ci", "utf32", False),
+    (162, "utf32_latvian_ci", "utf32", False),
+    (163, "utf32_romanian_ci", "utf32", False),
+    (164, "utf32_slovenian_ci", "utf32", False),
+    (165, "utf32_polish_ci", "utf32", False),
+    (166, "utf32_estonian_ci", "utf32", False),
+    (167, "utf32_spanish_ci", "utf32", False),
+    (168, "utf32_swedish_ci", "utf32", False),
+    (169, "utf32_turkish_ci", "utf32", False),
+    (170, "utf32_czech_ci", "utf32", False),
+    (171, "utf32_danish_ci", "utf32", False),
+    (172, "utf32_lithuanian_ci", "utf32", False),
+    (173, "utf32_slovak_ci", "utf32", False),
+    (174, "utf32_spanish2_ci", "utf32", False),
+    (175, "utf32_roman_ci", "utf32", False),
+    (176, "utf32_persian_ci", "utf32", False),
+    (177, "utf32_esperanto_ci", "utf32", False),
+    (178, "utf32_hungarian_ci", "utf32", False),
+    (179, "utf32_sinhala_ci", "utf32", False),
+    (180, "utf32_german2_ci", "utf32", False),
+    (181, "utf32_croatian_mysql561_ci", "utf32", False),
+    (182, "utf32_unicode_520_ci", "utf32", False),
+    (183, "utf32_vietnamese_ci", "utf32", False),
+    (192, "utf8mb3_unicode_ci", "utf8mb3", False),
+    (193, "utf8mb3_icelandic_ci", "utf8mb3", False),
+    (194, "utf8mb3_latvian_ci", "utf8mb3", False),
+    (195, "utf8mb3_romanian_ci", "utf8mb3", False),
+    (196, "utf8mb3_slovenian_ci", "utf8mb3", False),
+    (197, "utf8mb3_polish_ci", "utf8mb3", False),
+    (198, "utf8mb3_estonian_ci", "utf8mb3", False),
+    (199, "utf8mb3_spanish_ci", "utf8mb3", False),
+    (200, "utf8mb3_swedish_ci", "utf8mb3", False),
+    (201, "utf8mb3_turkish_ci", "utf8mb3", False),
+    (202, "utf8mb3_czech_ci", "utf8mb3", False),
+    (203, "utf8mb3_danish_ci", "utf8mb3", False),
+    (204, "utf8mb3_lithuanian_ci", "utf8mb3", False),
+    (205, "utf8mb3_slovak_ci", "utf8mb3", False),
+    (206, "utf8mb3_spanish2_ci", "utf8mb3", False),
+    (207, "utf8mb3_roman_ci", "utf8mb3", False),
+    (208, "utf8mb3_persian_ci", "utf8mb3", False),
+    (209, "utf8mb3_esperanto_ci", "utf8mb3", False),
+    (210, "utf8mb3_hungarian_ci", "utf8mb3", False),
+    (211, "utf8mb3_sinhala_ci", "utf8mb3", False),
+    (212, "utf8mb3_german2_ci", "utf8mb3", False),
+    (213, "utf8mb3_croatian_mysql561_ci", "utf8mb3", False),
+    (214, "utf8mb3_unicode_520_ci", "utf8mb3", False),
+    (215, "utf8mb3_vietnamese_ci", "utf8mb3", False),
+    (223, "utf8mb3_general_mysql500_ci", "utf8mb3", False),
+    (224, "utf8mb4_unicode_ci", "utf8mb4", False),
+    (225, "utf8mb4_icelandic_ci", "utf8mb4", False),
+    (226, "utf8mb4_latvian_ci", "utf8mb4", False),
+    (227, "utf8mb4_romanian_ci", "utf8mb4", False),
+    (228, "utf8mb4_slovenian_ci", "utf8mb4", False),
+    (229, "utf8mb4_polish_ci", "utf8mb4", False),
+    (230, "utf8mb4_estonian_ci", "utf8mb4", False),
+    (231, "utf8mb4_spanish_ci", "utf8mb4", False),
+    (232, "utf8mb4_swedish_ci", "utf8mb4", False),
+    (233, "utf8mb4_turkish_ci", "utf8mb4", False),
+    (234, "utf8mb4_czech_ci", "utf8mb4", False),
+    (235, "utf8mb4_danish_ci", "utf8mb4", False),
+    (236, "utf8mb4_lithuanian_ci", "utf8mb4", False),
+    (237, "utf8mb4_slovak_ci", "utf8mb4", False),
+    (238, "utf8mb4_spanish2_ci", "utf8mb4", False),
+    (239, "utf8mb4_roman_ci", "utf8mb4", False),
+    (240, "utf8mb4_persian_ci", "utf8mb4", False),
+    (241, "utf8mb4_esperanto_ci", "utf8mb4", False),
+    (242, "utf8mb4_hungarian_ci", "utf8mb4", False),
+    (243, "utf8mb4_sinhala_ci", "utf8mb4", False),
+    (244, "utf8mb4_german2_ci", "utf8mb4", False),
+    (245, "utf8mb4_croatian_mysql561_ci", "utf8mb4", False),
+    (246, "utf8mb4_unicode_520_ci", "utf8mb4", False),
+    (247, "utf8mb4_vietnamese_ci", "utf8mb4", False),
+    (248, "gb18030_chinese_ci", "gb18030", True),
+    (249, "gb18030_bin", "gb18030", False),
+    (250, "gb18030_unicode_520_ci", "gb18030", False),
+    (255, "utf8mb4_0900_ai_ci", "utf8mb4", False),
+    (278, "utf8mb4_0900_as_cs", "utf8mb4", False),
+    (305, "utf8mb4_0900_as_ci", "utf8mb4", False),
+    (309, "utf8mb4_0900_bin", "utf8mb4", False),
+    (576, "utf8mb3_croatian_ci", "utf8mb3", False),
+    (577, "utf8mb3_myanmar_ci", "utf8mb3", False),
+    (578, "utf8mb3_thai_520_w2", "utf8mb3", False),
+    (608, "utf8mb4_croatian_ci", "utf8mb4", False),
+    (609, "utf8mb4_myanmar_ci", "utf8mb4", False),
+    (610, "utf8mb4_thai_520_w2", "utf8mb4", False),
+    (640, "ucs2_croatian_ci", "ucs2", False),
+    (641, "ucs2_myanmar_ci", "ucs2", False),
+    (642, "ucs2_thai_520_w2", "ucs2", False),
+    (672, "utf16_croatian_ci", "utf16", False),
+    (673, "utf16_myanmar_ci", "utf16", False),
+    (674, "utf16_thai_520_w2", "utf16", False),
+    (736, "utf32_croatian_ci", "utf32", False),
+    (737, "utf32_myanmar_ci", "utf32", False),
+    (738, "utf32_thai_520_w2", "utf32", False),
+    (1025, "big5_chinese_nopad_ci", "big5", False),
+    (1027, "dec8_swedish_nopad_ci", "dec8", False),
+    (1028, "cp850_general_nopad_ci", "cp850", False),
+    (1030, "hp8_english_nopad_ci", "hp8", False),
+    (1031, "koi8r_general_nopad_ci", "koi8r", False),
+    (1032, "latin1_swedish_nopad_ci", "latin1", False),
+    (1033, "latin2_general_nopad_ci", "latin2", False),
+    (1034, "swe7_swedish_nopad_ci", "swe7", False),
+    (1035, "ascii_general_nopad_ci", "ascii", False),
+    (1036, "ujis_japanese_nopad_ci", "ujis", False),
+    (1037, "sjis_japanese_nopad_ci", "sjis", False),
+    (1040, "hebrew_general_nopad_ci", "hebrew", False),
+    (1042, "tis620_thai_nopad_ci", "tis620", False),
+    (1043, "euckr_korean_nopad_ci", "euckr", False),
+    (1046, "koi8u_general_nopad_ci", "koi8u", False),
+    (1048, "gb2312_chinese_nopad_ci", "gb2312", False),
+    (1049, "greek_general_nopad_ci", "greek", False),
+    (1050, "cp1250_general_nopad_ci", "cp1250", False),
+    (1052, "gbk_chinese_nopad_ci", "gbk", False),
+    (1054, "latin5_turkish_nopad_ci", "latin5", False),
+    (1056, "armscii8_general_nopad_ci", "armscii8", False),
+    (1057, "utf8mb3_general_nopad_ci", "utf8mb3", False),
+    (1059, "ucs2_general_nopad_ci", "ucs2", False),
+    (1060, "cp866_general_nopad_ci", "cp866", False),
+    (1061, "keybcs2_general_nopad_ci", "keybcs2", False),
+    (1062, "macce_general_nopad_ci", "macce", False),
+    (1063, "macroman_general_nopad_ci", "macroman", False),
+    (1064, "cp852_general_nopad_ci", "cp852", False),
+    (1065, "latin7_general_nopad_ci", "latin7", False),
+    (1067, "macce_nopad_bin", "macce", False),
+    (1069, "utf8mb4_general_nopad_ci", "utf8mb4", False),
+    (1070, "utf8mb4_nopad_bin", "utf8mb4", False),
+    (1071, "latin1_nopad_bin", "latin1", False),
+    (1074, "cp1251_nopad_bin", "cp1251", False),
+    (1075, "cp1251_general_nopad_ci", "cp1251", False),
+    (1077, "macroman_nopad_bin", "macroman", False),
+    (1078, "utf16_general_nopad_ci", "utf16", False),
+    (1079, "utf16_nopad_bin", "utf16", False),
+    (1080, "utf16le_general_nopad_ci", "utf16le", False),
+    (1081, "cp1256_general_nopad_ci", "cp1256", False),
+    (1082, "cp1257_nopad_bin", "cp1257", False),
+    (1083, "cp1257_general_nopad_ci", "cp1257", False),
+    (1084, "utf32_general_nopad_ci", "utf32", False),
+    (1085, "utf32_nopad_bin", "utf32", False),
+    (1086, "utf16le_nopad_bin", "utf16le", False),
+    (1088, "armscii8_nopad_bin", "armscii8", False),
+    (1089, "ascii_nopad_bin", "ascii", False),
+    (1090, "cp1250_nopad_bin", "cp1250", False),
+    (1091, "cp1256_nopad_bin", "cp1256", False),
+    (1092, "cp866_nopad_bin", "cp866", False),
+    (1093, "dec8_nopad_bin", "dec8", False),
+    (1094, "greek_nopad_bin", "greek", False),
+    (1095, "hebrew_nopad_bin", "hebrew", False),
+    (1096, "hp8_nopad_bin", "hp8", False),
+    (1097, "keybcs2_nopad_bin", "keybcs2", False),
+    (1098, "koi8r_nopad_bin", "koi8r", False),
+    (1099, "koi8u_nopad_bin", "koi8u", False),
+    (1101, "latin2_nopad_bin", "latin2", False),
+    (1102, "latin5_nopad_bin", "latin5", False),
+    (1103, "latin7_nopad_bin", "latin7", False),
+    (1104, "cp850_nopad_bin", "cp850", False),
+    (1105, "cp852_nopad_bin", "cp852", False),
+    (1106, "swe7_nopad_bin", "swe7", False),
+    (1107, "utf8mb3_nopad_bin", "utf8mb3", False),
+    (1108, "big5_nopad_bin", "big5", False),
+    (1109, "euckr_nopad_bin", "euckr", False),
+    (1110, "gb2312_nopad_bin", "gb2312", False),
+    (1111, "gbk_nopad_bin", "gbk", False),
+    (1112, "sjis_nopad_bin", "sjis", False),
+    (1113, "tis620_nopad_bin", "tis620", False),
+    (1114, "ucs2_nopad_bin", "ucs2", False),
+    (1115, "ujis_nopad_bin", "ujis", False),
+    (1116, "geostd8_general_nopad_ci", "geostd8", False),
+    (1117, "geostd8_nopad_bin", "geostd8", False),
+    (1119, "cp932_japanese_nopad_ci", "cp932", False),
+    (1120, "cp932_nopad_bin", "cp932", False),
+    (1121, "eucjpms_japanese_nopad_ci", "eucjpms", False),
+    (1122, "eucjpms_nopad_bin", "eucjpms", False),
+    (1125, "utf16_unicode_nopad_ci", "utf16", False),
+    (1147, "utf16_unicode_520_nopad_ci", "utf16", False),
+    (1152, "ucs2_unicode_nopad_ci", "ucs2", False),
+    (1174, "ucs2_unicode_520_nopad_ci", "ucs2", False),
+    (1184, "utf32_unicode_nopad_ci", "utf32", False),
+    (1206, "utf32_unicode_520_nopad_ci", "utf32", False),
+    (1216, "utf8mb3_unicode_nopad_ci", "utf8mb3", False),
+    (1238, "utf8mb3_unicode_520_nopad_ci", "utf8mb3", False),
+    (1248, "utf8mb4_unicode_nopad_ci", "utf8mb4", False),
+    (1270, "utf8mb4_unicode_520_nopad_ci", "utf8mb4", False),
+)
+
+_BY_ID: Dict[int, Collation] = {row[0]: Collation(*row) for row in _TABLE}
+_BY_NAME: Dict[str, Collation] = {c.name: c for c in _BY_ID.values()}
+# MySQL's older spelling of utf8mb3 (names and charset "utf8").
+_BY_NAME.update(
+    {c.name.replace("utf8mb3_", "utf8_", 1): c for c in _BY_ID.values() if c.charset == "utf8mb3"}
+)
+_DEFAULTS: Dict[str, Collation] = {c.charset: c for c in _BY_ID.values() if c.is_default}
+_DEFAULTS["utf8"] = _DEFAULTS["utf8mb3"]
+
+#: Python codec for each MySQL character set (None: no Python codec, or binary).
+_PYTHON_ENCODINGS: Dict[str, str | None] = {
+    "utf8mb4": "utf-8",
+    "utf8mb3": "utf-8",
+    "utf8": "utf-8",
+    "latin1": "cp1252",  # MySQL's latin1 is Windows-1252
+    "ascii": "ascii",
+    "binary": None,
+    "big5": "big5",
+    "cp1250": "cp1250",
+    "cp1251": "cp1251",
+    "cp1256": "cp1256",
+    "cp1257": "cp1257",
+    "cp850": "cp850",
+    "cp852": "cp852",
+    "cp866": "cp866",
+    "cp932": "cp932",
+    "eucjpms": "euc_jp",
+    "euckr": "euc_kr",
+    "gb18030": "gb18030",
+    "gb2312": "gb2312",
+    "gbk": "gbk",
+    "greek": "iso8859_7",
+    "hebrew": "iso8859_8",
+    "koi8r": "koi8_r",
+    "koi8u": "koi8_u",
+    "latin2": "iso8859_2",
+    "latin5": "iso8859_9",
+    "latin7": "iso8859_13",
+    "macce": "mac_latin2",
+    "macroman": "mac_roman",
+    "sjis": "shift_jis",
+    "tis620": "tis_620",
+    "ucs2": "utf-16-be",
+    "ujis": "euc_jp",
+    "utf16": "utf-16-be",
+    "utf16le": "utf-16-le",
+    "utf32": "utf-32-be",
+}
+
+
+def collation_by_id(collation_id: int) -> Collation | None:
+    """
+    @param collation_id: a wire collation id.
+    @return: the collation, or C{None} for an id this table does not know.
+    """
+    return _BY_ID.get(collation_id)
+
+
+def collation_by_name(name: str) -> Collation | None:
+    """
+    @param name: a collation name (case-insensitive; C{utf8_*} means C{utf8mb3_*}).
+    @return: the collation, or C{None}.
+    """
+    return _BY_NAME.get(name.lower())
+
+
+def default_collation(charset: str) -> Collation | None:
+    """
+    @param charset: a character set name (case-insensitive), e.g. C{"utf8mb4"}.
+    @return: its default collation as MariaDB defines it, or C{None}.
+    """
+    return _DEFAULTS.get(charset.lower())
+
+
+def python_encoding(collation_id: int) -> str | None:
+    """
+    The Python codec that decodes text in collation C{collation_id}.
+
+    @return: a codec name, or C{None} for binary data, an unknown id, or a
+        character set Python has no codec for.
+    """
+    collation = _BY_ID.get(collation_id)
+    if collation is None:
+        return None
+    return _PYTHON_ENCODINGS.get(collation.charset)
