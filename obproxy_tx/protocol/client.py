@@ -201,6 +201,16 @@ class _ResultCommand(_Command):
         self.current: QueryResult | None = None
         self.column_count = 0
         self.state = "pending"
+        #: an execute that asked for a read-only cursor: its result ends after the columns
+        self.cursor = False
+
+
+class _FieldListCommand(_Command):
+    """COM_FIELD_LIST: collects column definitions until the terminator."""
+
+    def __init__(self, packet: Any) -> None:
+        super().__init__(packet, "field_list")
+        self.columns: list[Any] = []
 
 
 class _PrepareCommand(_Command):
@@ -221,6 +231,8 @@ class PreparedStatement:
     @ivar sql: the statement text.
     @ivar params: the parameter definitions.
     @ivar columns: the result column definitions announced at prepare time.
+    @ivar cursor_columns: the columns of the last execute that opened a cursor (L{fetch} decodes
+        rows with them).
     """
 
     def __init__(
@@ -236,9 +248,13 @@ class PreparedStatement:
         self.sql = sql
         self.params = params
         self.columns = columns
+        self.cursor_columns: list[Any] | None = None
 
     def execute(
-        self, *values: Any, on_row: Callable[[tuple[Any, ...]], Any] | None = None
+        self,
+        *values: Any,
+        on_row: Callable[[tuple[Any, ...]], Any] | None = None,
+        cursor: bool = False,
     ) -> defer.Deferred[QueryResult]:
         """
         Execute with parameter values.
@@ -246,9 +262,23 @@ class PreparedStatement:
         @param values: one Python value per C{?}.
         @param on_row: stream rows to this callback (see
             L{MySQLClientProtocol.query}).
+        @param cursor: ask for a read-only server-side cursor
+            (C{CURSOR_TYPE_READ_ONLY}): when the server opens one, the result
+            has the columns but no rows and C{SERVER_STATUS_CURSOR_EXISTS} in
+            its status; read the rows with L{fetch}.
         @return: a Deferred of the first result.
         """
-        return self._connection._execute(self, values, on_row)
+        return self._connection._execute(self, values, on_row, cursor)
+
+    def fetch(self, num_rows: int) -> defer.Deferred[QueryResult]:
+        """
+        Read up to C{num_rows} rows from the statement's open cursor (C{COM_STMT_FETCH}).
+
+        @param num_rows: the most rows to read.
+        @return: a Deferred of a L{QueryResult} with those rows; its status has
+            C{SERVER_STATUS_LAST_ROW_SENT} once the cursor is exhausted.
+        """
+        return self._connection._fetch(self, num_rows)
 
     def close(self) -> defer.Deferred[None]:
         """
@@ -648,6 +678,12 @@ class MySQLClientProtocol(Protocol):
             self._result_event(command, event)
         elif isinstance(command, _PrepareCommand):
             self._prepare_event(command, event)
+        elif isinstance(command, _FieldListCommand) and isinstance(event, p.ColumnDefinition41):
+            command.columns.append(event)
+        elif isinstance(command, _FieldListCommand) and isinstance(
+            event, (p.OKPacket, p.EOFPacket)
+        ):
+            self._finish_command(command.columns)
         elif isinstance(event, p.ERRPacket):
             self._finish_command(
                 Failure(ServerError(event.error_code, event.message, event.sqlstate))
@@ -682,7 +718,11 @@ class MySQLClientProtocol(Protocol):
             return
         if isinstance(event, p.EOFPacket) and command.state == "columns_eof":
             command.state = "rows"
-            return
+            if not (
+                command.cursor and event.status_flags & ServerStatus.SERVER_STATUS_CURSOR_EXISTS
+            ):
+                return
+            # A cursor was opened: no rows follow now, this EOF ends the result.
         if isinstance(event, p.LocalInfileRequest):
             self._send_local_infile(event.filename.decode("utf-8", "surrogateescape"))
             return
@@ -853,6 +893,7 @@ class MySQLClientProtocol(Protocol):
         statement: PreparedStatement,
         values: Sequence[Any],
         on_row: Callable[[tuple[Any, ...]], Any] | None,
+        cursor: bool = False,
     ) -> defer.Deferred[QueryResult]:
         if len(values) != len(statement.params):
             return defer.fail(
@@ -863,12 +904,27 @@ class MySQLClientProtocol(Protocol):
             )
         packet = p.ComStmtExecute(
             statement_id=statement.statement_id,
-            flags=CursorType.CURSOR_TYPE_NO_CURSOR,
+            flags=CursorType.CURSOR_TYPE_READ_ONLY if cursor else CursorType.CURSOR_TYPE_NO_CURSOR,
             iteration_count=1,
             parameters=tuple(p.BoundParameter.for_value(value) for value in values),
             new_params_bound=True,
         )
         command = _ResultCommand(packet, on_row, binary=True)
+        command.cursor = cursor
+
+        def first(results: list[QueryResult]) -> QueryResult:
+            if results[0].columns:
+                statement.cursor_columns = results[0].columns
+            return results[0]
+
+        return self._submit(command).addCallback(first)
+
+    def _fetch(self, statement: PreparedStatement, num_rows: int) -> defer.Deferred[QueryResult]:
+        command = _ResultCommand(
+            p.ComStmtFetch(statement.statement_id, num_rows), None, binary=True
+        )
+        command.current = QueryResult(columns=list(statement.cursor_columns or statement.columns))
+        command.state = "rows"
         return self._submit(command).addCallback(lambda results: results[0])
 
     def _close_statement(self, statement: PreparedStatement) -> defer.Deferred[None]:
@@ -898,6 +954,19 @@ class MySQLClientProtocol(Protocol):
         @return: a Deferred firing when done.
         """
         return self._submit(_Command(p.ComResetConnection(), "simple"))
+
+    def field_list(self, table: str, wildcard: str = "") -> defer.Deferred[list[Any]]:
+        """
+        C{COM_FIELD_LIST}: the column definitions of a table (deprecated by the
+        server vendors, still sent by old command-line clients).
+
+        @param table: the table, in the current schema.
+        @param wildcard: a C{LIKE} pattern for the column names (empty: all).
+        @return: a Deferred of the L{ColumnDefinition41<obproxy_tx.wire.packets.ColumnDefinition41>}
+            list; fails with L{ServerError} (e.g. 1146 for an unknown table).
+        """
+        packet = p.ComFieldList(table.encode("utf-8"), wildcard.encode("utf-8"))
+        return self._submit(_FieldListCommand(packet))
 
     def statistics(self) -> defer.Deferred[str]:
         """

@@ -461,3 +461,10 @@ def test_login_each_user(user: str) -> None:
     """Each example user logs in with its password."""
     pair = make_pair(user, f"{user}_pw")
     assert outcome(pair.client.ready) is pair.client
+
+
+def test_field_list() -> None:
+    """COM_FIELD_LIST collects the column definitions up to the terminator (none here)."""
+    pair = make_pair(database="demo")
+    assert run(pair, pair.client.field_list("t")) == []
+    assert isinstance(run(pair, pair.client.ping()), QueryResult)
