@@ -240,6 +240,9 @@ class PacketFramer:
                     ErrorCode.ER_NET_PACKETS_OUT_OF_ORDER,
                 )
             if self._parts_len + length > self.max_packet_size:
+                # The chunk's header was received, so an ERR about it answers
+                # with the following sequence id, as a server does.
+                self._next_seq = (seq + 1) & 0xFF
                 raise RemoteProtocolError(
                     f"got a packet bigger than the maximum of {self.max_packet_size} bytes",
                     ErrorCode.ER_NET_PACKET_TOO_LARGE,
