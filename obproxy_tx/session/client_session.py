@@ -1418,9 +1418,10 @@ class ClientSession(Protocol):
         fetch = None
         if info is not None:
             fetch = self._after_statement(ss, info)
-        elif command.__class__ is ComStmtExecute:
-            statement = self.statements.get(command.statement_id)
-            if statement is not None and ss.conn.cursor_exists:
+        elif command.__class__ is ComStmtExecute and ss.conn.cursor_exists:
+            # The command holds the server's statement id, not the client's.
+            statement = self._statement_for_server_id(ss, command.statement_id)
+            if statement is not None:
                 statement.cursor_session = ss
         elif command.__class__ is ComSetOption:
             self._multi_statements = command.option == 0
@@ -1639,6 +1640,15 @@ class ClientSession(Protocol):
         self._versions_before = self.state.versions
         ss.send(ComStmtSendLongData(server_id, command.param_id, command.data))
         self._finish_request(ss, bind=True)
+
+    def _statement_for_server_id(self, ss: ServerSession, server_id: int) -> Any:
+        """
+        The client's prepared statement that C{ss} knows as C{server_id}, or C{None}.
+        """
+        for client_id, known_as in ss.statements.items():
+            if known_as == server_id:
+                return self.statements.get(client_id)
+        return None
 
     def _fetch(self, command: ComStmtFetch) -> None:
         statement = self.statements.get(command.statement_id)
