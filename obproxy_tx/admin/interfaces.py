@@ -1,0 +1,139 @@
+"""
+The interface an admin command provides, and the values it exchanges with the
+L{obproxy_tx.admin.registry.CommandRegistry}.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence, Tuple
+
+import attr
+from zope.interface import Attribute, Interface
+
+from obproxy_tx.wire.packets import ColumnDefinition41
+
+
+class IAdminCommand(Interface):
+    """
+    One of the proxy's own commands.
+
+    A provider is found as a Twisted plugin in L{obproxy_tx.plugins} (it must
+    also provide L{twisted.plugin.IPlugin}) or registered explicitly.
+    """
+
+    name = Attribute("A short unique name, e.g. C{'PING PROXY'}.")
+    keywords = Attribute(
+        "A tuple of upper-case first words (e.g. C{('PING PROXY',)}); a "
+        "statement whose upper-cased start matches none of them is never "
+        "given to L{match}."
+    )
+    columns = Attribute(
+        "The declared result columns (a tuple of C{str}), empty for commands "
+        "that answer with an OK packet."
+    )
+    privilege = Attribute("Who may run it: one of L{Privilege.EVERYONE}, L{Privilege.ADMIN}.")
+    errors = Attribute("A tuple of the error codes (C{int}) it may answer with.")
+
+    def match(sql: str) -> Any | None:  # noqa: N805
+        """
+        Parse C{sql} with the command's grammar.
+
+        @param sql: the statement text (leading and trailing blanks stripped).
+        @return: a match object (given back to L{execute}), or C{None} if the
+            statement is not this command.
+        """
+
+    def execute(context: AdminContext, match: Any) -> Any:  # noqa: N805
+        """
+        Run the command.
+
+        @param context: the calling session, the session manager and config.
+        @param match: what L{match} returned.
+        @return: an L{AdminOK}, L{AdminError} or L{AdminResultSet}, or a
+            L{Deferred <twisted.internet.defer.Deferred>} firing with one.
+            Raising L{AdminError} is the same as returning it.
+        """
+
+
+class Privilege:
+    """
+    Who may run a command.
+
+    @cvar EVERYONE: any logged-in user.
+    @cvar ADMIN: only C{root@sys} and the local admin C{root@proxysys}.
+    """
+
+    EVERYONE = "everyone"
+    ADMIN = "admin"
+
+
+@attr.s(auto_attribs=True, frozen=True)
+class AdminContext:
+    """
+    What a command is given to work with.
+
+    @ivar session: the calling client session.
+    @ivar manager: the L{obproxy_tx.session.manager.SessionManager}.
+    @ivar config: the proxy configuration.
+    """
+
+    session: Any
+    manager: Any
+    config: Any
+
+
+@attr.s(auto_attribs=True, frozen=True)
+class AdminOK:
+    """
+    Success without rows (an OK packet).
+
+    @ivar affected_rows: the affected-row count to report.
+    @ivar info: the human-readable info string.
+    """
+
+    affected_rows: int = 0
+    info: str = ""
+
+
+@attr.s(auto_attribs=True, auto_exc=True)
+class AdminError(Exception):
+    """
+    Failure (an ERR packet); may be returned or raised.
+
+    @ivar code: the MySQL error number.
+    @ivar message: the message.
+    @ivar sqlstate: the SQLSTATE.
+    """
+
+    code: int
+    message: str
+    sqlstate: str = "HY000"
+
+
+Cell = Any
+"""A cell value: C{None} (SQL NULL), C{bytes}, C{str} or anything C{str()}-able."""
+
+
+@attr.s(auto_attribs=True, frozen=True)
+class AdminResultSet:
+    """
+    A result set.
+
+    @ivar columns: column names, or full column definitions.
+    @ivar rows: the rows, each with one cell per column.
+    """
+
+    columns: Tuple[Any, ...] = attr.ib(converter=tuple)
+    rows: Sequence[Sequence[Cell]] = ()
+
+    def definitions(self) -> Tuple[ColumnDefinition41, ...]:
+        """
+        @return: a column definition for each column (names become
+            C{VAR_STRING} utf8mb4 columns).
+        """
+        return tuple(
+            column
+            if isinstance(column, ColumnDefinition41)
+            else ColumnDefinition41(name=str(column).encode("utf-8"), character_set=45)
+            for column in self.columns
+        )

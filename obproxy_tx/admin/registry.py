@@ -1,0 +1,248 @@
+"""
+The command registry: which statements are the proxy's own, and how their
+answers go on the wire.
+
+Recognition is done in two steps so that ordinary queries pay almost nothing:
+the first bytes of the statement are upper-cased and compared with the
+keyword prefixes of every command (one C{bytes.startswith} with a tuple);
+only on a hit is the command's own grammar (L{IAdminCommand.match}) run.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Dict, Iterable, List, Tuple
+
+import attr
+from twisted.internet import defer
+from twisted.plugin import getPlugins
+from twisted.python.failure import Failure
+
+from obproxy_tx.admin.interfaces import (
+    AdminContext,
+    AdminError,
+    AdminOK,
+    AdminResultSet,
+    IAdminCommand,
+)
+from obproxy_tx.wire.constants import Capability
+from obproxy_tx.wire.packets import (
+    ColumnCount,
+    EOFPacket,
+    ERRPacket,
+    OKPacket,
+    TextRow,
+)
+
+BAD_INTERNAL_CMD = AdminError(5010, "Unknown operator, bad internal cmd", "21000")
+"""ODP's answer to a malformed internal command."""
+
+_BLANKS = re.compile(rb"\s+")
+
+
+@attr.s(auto_attribs=True, frozen=True)
+class Recognised:
+    """
+    A statement that is one of our commands.
+
+    @ivar command: the command.
+    @ivar match: what its L{IAdminCommand.match} returned.
+    """
+
+    command: Any
+    match: Any
+
+
+class CommandRegistry:
+    """
+    The admin commands known to the proxy.
+
+    @ivar _commands: the commands, in registration order.
+    @ivar _prefixes: every keyword prefix, upper case, as C{bytes}.
+    @ivar _width: how many leading bytes to upper-case for the prefix check.
+    @ivar _anchors: the first byte (upper and lower case) of every prefix.
+    """
+
+    def __init__(self, commands: Iterable[Any] = ()) -> None:
+        """
+        @param commands: the initial commands (see L{from_plugins}).
+        """
+        self._commands: List[Any] = []
+        self._prefixes: Tuple[bytes, ...] = ()
+        self._width = 0
+        self._anchors: frozenset[int] = frozenset()
+        for command in commands:
+            self.register(command)
+
+    @classmethod
+    def from_plugins(cls, extra: Iterable[Any] = ()) -> CommandRegistry:
+        """
+        Build a registry from every L{IAdminCommand} plugin in
+        L{obproxy_tx.plugins} plus C{extra}.
+
+        @param extra: commands registered explicitly.
+        @return: the registry.
+        """
+        import obproxy_tx.plugins
+
+        found = sorted(
+            getPlugins(IAdminCommand, obproxy_tx.plugins),
+            key=lambda command: str(command.name),
+        )
+        return cls([*found, *extra])
+
+    @property
+    def commands(self) -> Tuple[Any, ...]:
+        """
+        The registered commands.
+        """
+        return tuple(self._commands)
+
+    def register(self, command: Any) -> None:
+        """
+        Add a command.
+
+        @param command: an L{IAdminCommand} provider.
+        @raise ValueError: a command with the same name is registered.
+        """
+        if any(existing.name == command.name for existing in self._commands):
+            raise ValueError(f"admin command {command.name!r} is already registered")
+        self._commands.append(command)
+        prefixes = {
+            prefix for existing in self._commands for prefix in _normalised(existing.keywords)
+        }
+        self._prefixes = tuple(sorted(prefixes))
+        self._width = max((len(prefix) for prefix in prefixes), default=0)
+        self._anchors = frozenset(
+            byte for prefix in prefixes for byte in (prefix[0], prefix[:1].lower()[0])
+        )
+
+    def recognise(self, sql: bytes) -> Recognised | None:
+        """
+        Is C{sql} one of our commands?
+
+        @param sql: the statement text.
+        @return: the command and its match, or C{None}.
+        """
+        start = sql.lstrip()[: self._width * 2]
+        if not start or start[0] not in self._anchors:
+            return None
+        head = _BLANKS.sub(b" ", start.upper())
+        if not head.startswith(self._prefixes):
+            return None
+        text = sql.decode("utf-8", "replace").strip().rstrip(";").strip()
+        for command in self._commands:
+            if not head.startswith(_normalised(command.keywords)):
+                continue
+            match = command.match(text)
+            if match is not None:
+                return Recognised(command, match)
+        return None
+
+    def run(self, context: AdminContext, recognised: Recognised) -> defer.Deferred[Any]:
+        """
+        Execute a recognised command.
+
+        @param context: the calling session, manager and config.
+        @param recognised: what L{recognise} returned.
+        @return: a Deferred firing with the command's answer (an
+            L{AdminError} raised by the command is turned into its answer).
+        """
+        result = defer.maybeDeferred(recognised.command.execute, context, recognised.match)
+        return result.addErrback(_admin_error)
+
+    def answer(self, result: Any, capabilities: Capability) -> List[bytes]:
+        """
+        Turn a command's answer into packet payloads.
+
+        @param result: an L{AdminOK}, L{AdminError} (returned or raised) or
+            L{AdminResultSet}.
+        @param capabilities: the negotiated capabilities.
+        @return: the payloads, in order (sequence ids are the caller's).
+        @raise TypeError: C{result} is none of these.
+        """
+        if isinstance(result, AdminOK):
+            ok = OKPacket(affected_rows=result.affected_rows, info=result.info.encode())
+            return [ok.encode(capabilities)]
+        if isinstance(result, AdminError):
+            return [ERRPacket(result.code, result.message, result.sqlstate).encode(capabilities)]
+        if isinstance(result, AdminResultSet):
+            definitions = result.definitions()
+            payloads = [ColumnCount(len(definitions)).encode(capabilities)]
+            payloads.extend(d.encode(capabilities) for d in definitions)
+            deprecate_eof = bool(capabilities & Capability.CLIENT_DEPRECATE_EOF)
+            if not deprecate_eof:
+                payloads.append(EOFPacket().encode(capabilities))
+            for row in result.rows:
+                if len(row) != len(definitions):
+                    raise ValueError(f"row has {len(row)} cells, expected {len(definitions)}")
+                payloads.append(TextRow(tuple(_cell(v) for v in row)).encode(capabilities))
+            if deprecate_eof:
+                payloads.append(OKPacket(header=0xFE).encode(capabilities))
+            else:
+                payloads.append(EOFPacket().encode(capabilities))
+            return payloads
+        raise TypeError(f"not an admin answer: {result!r}")
+
+
+def _normalised(keywords: Iterable[str]) -> Tuple[bytes, ...]:
+    """
+    @param keywords: keyword prefixes as a command declares them.
+    @return: them upper-cased, blanks collapsed to one space, as C{bytes}.
+    """
+    return tuple(_BLANKS.sub(b" ", k.upper().encode("ascii")).strip() for k in keywords)
+
+
+def _admin_error(failure: Failure) -> AdminError:
+    """
+    @param failure: a command's failure.
+    @return: the L{AdminError} it carries.
+    @raise Exception: the failure is not an L{AdminError} (re-raised).
+    """
+    failure.trap(AdminError)
+    assert isinstance(failure.value, AdminError)
+    return failure.value
+
+
+def _cell(value: Any) -> bytes | None:
+    """
+    @param value: a cell.
+    @return: its text encoding, or C{None} for SQL NULL.
+    """
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, bool):
+        return b"1" if value else b"0"
+    return str(value).encode("utf-8")
+
+
+_LIKE_CACHE: Dict[str, Callable[[str], Any | None]] = {}
+
+
+def like(pattern: str, value: str) -> bool:
+    """
+    SQL C{LIKE} as ODP applies it to C{SHOW ... LIKE 'p'}: C{%} matches any
+    run of characters, C{_} exactly one, C{\\} escapes the next character,
+    everything case-insensitively.
+
+    @param pattern: the pattern.
+    @param value: the text tested.
+    @return: whether C{value} matches the whole pattern.
+    """
+    matcher = _LIKE_CACHE.get(pattern)
+    if matcher is None:
+        parts: List[str] = []
+        chars = iter(pattern)
+        for char in chars:
+            if char == "\\":
+                parts.append(re.escape(next(chars, "\\")))
+            elif char == "%":
+                parts.append(".*")
+            elif char == "_":
+                parts.append(".")
+            else:
+                parts.append(re.escape(char))
+        matcher = re.compile("".join(parts), re.IGNORECASE | re.DOTALL).fullmatch
+        if len(_LIKE_CACHE) < 256:
+            _LIKE_CACHE[pattern] = matcher
+    return matcher(value) is not None
