@@ -1455,8 +1455,9 @@ class ClientSession(Protocol):
         return sys_names, user_names
 
     def _finish_request(self, ss: ServerSession, bind: bool) -> None:
+        # Per request only the time; the timeout is followed where sys vars change,
+        # and the timer recomputes it when it fires (a reset lands there too).
         self._idle_since = self.manager.reactor.seconds()
-        self._follow_wait_timeout()
         was_in_transaction = self._in_transaction
         self._in_transaction = ss.conn.in_transaction
         if was_in_transaction and not self._in_transaction:
