@@ -19,6 +19,18 @@ class IAdminCommand(Interface):
 
     A provider is found as a Twisted plugin in L{obproxy_tx.plugins} (it must
     also provide L{twisted.plugin.IPlugin}) or registered explicitly.
+
+    Two optional attributes (read with defaults, so older providers keep
+    working):
+
+      - C{proxy_only} (default C{True}): the keywords are the proxy's own, so
+        a statement that starts with them but fails L{match} is answered
+        C{5010 Unknown operator, bad internal cmd}. C{False} (MySQL's own
+        statements such as C{KILL}): such a statement is ordinary SQL and
+        goes to the backend.
+      - C{denied} (default C{None}): the L{AdminError} a caller without the
+        privilege gets; C{None} sends the statement to the backend as
+        ordinary SQL, as ODP does for users who are not admins.
     """
 
     name = Attribute("A short unique name, e.g. C{'PING PROXY'}.")
@@ -75,11 +87,14 @@ class AdminContext:
     @ivar session: the calling client session.
     @ivar manager: the L{obproxy_tx.session.manager.SessionManager}.
     @ivar config: the proxy configuration.
+    @ivar registry: the L{obproxy_tx.admin.registry.CommandRegistry} that
+        recognised the command.
     """
 
     session: Any
     manager: Any
     config: Any
+    registry: Any = None
 
 
 @attr.s(auto_attribs=True, frozen=True)
@@ -89,10 +104,12 @@ class AdminOK:
 
     @ivar affected_rows: the affected-row count to report.
     @ivar info: the human-readable info string.
+    @ivar close_after: close the client connection once the packet is written.
     """
 
     affected_rows: int = 0
     info: str = ""
+    close_after: bool = False
 
 
 @attr.s(auto_attribs=True, auto_exc=True)
@@ -103,11 +120,14 @@ class AdminError(Exception):
     @ivar code: the MySQL error number.
     @ivar message: the message.
     @ivar sqlstate: the SQLSTATE.
+    @ivar close_after: close the client connection once the packet is written
+        (ODP's answer to killing your own session).
     """
 
     code: int
     message: str
     sqlstate: str = "HY000"
+    close_after: bool = False
 
 
 Cell = Any

@@ -25,7 +25,7 @@ from obproxy_tx.admin.interfaces import (
     AdminResultSet,
     IAdminCommand,
 )
-from obproxy_tx.wire.constants import Capability
+from obproxy_tx.wire.constants import Capability, ServerStatus
 from obproxy_tx.wire.packets import (
     ColumnCount,
     EOFPacket,
@@ -68,6 +68,7 @@ class CommandRegistry:
         @param commands: the initial commands (see L{from_plugins}).
         """
         self._commands: List[Any] = []
+        self._keyed: List[Tuple[Any, Tuple[bytes, ...]]] = []
         self._prefixes: Tuple[bytes, ...] = ()
         self._width = 0
         self._anchors: frozenset[int] = frozenset()
@@ -108,6 +109,7 @@ class CommandRegistry:
         if any(existing.name == command.name for existing in self._commands):
             raise ValueError(f"admin command {command.name!r} is already registered")
         self._commands.append(command)
+        self._keyed.append((command, _normalised(command.keywords)))
         prefixes = {
             prefix for existing in self._commands for prefix in _normalised(existing.keywords)
         }
@@ -121,23 +123,34 @@ class CommandRegistry:
         """
         Is C{sql} one of our commands?
 
+        A statement that starts with a command's keywords (as whole words)
+        but fails its grammar is still recognised, with C{match} C{None}: the
+        caller decides between C{5010 bad internal cmd} (the command is
+        L{proxy_only <IAdminCommand.proxy_only>}) and forwarding it as
+        ordinary SQL.
+
         @param sql: the statement text.
         @return: the command and its match, or C{None}.
         """
-        start = sql.lstrip()[: self._width * 2]
+        start = sql.lstrip()[: self._width * 2 + 1]
         if not start or start[0] not in self._anchors:
             return None
         head = _BLANKS.sub(b" ", start.upper())
         if not head.startswith(self._prefixes):
             return None
         text = sql.decode("utf-8", "replace").strip().rstrip(";").strip()
-        for command in self._commands:
-            if not head.startswith(_normalised(command.keywords)):
+        unmatched = None
+        for command, prefixes in self._keyed:
+            if not any(_starts_with_words(head, prefix) for prefix in prefixes):
                 continue
             match = command.match(text)
             if match is not None:
                 return Recognised(command, match)
-        return None
+            if unmatched is None:
+                unmatched = command
+        if unmatched is None:
+            return None
+        return Recognised(unmatched, None)
 
     def run(self, context: AdminContext, recognised: Recognised) -> defer.Deferred[Any]:
         """
@@ -151,37 +164,47 @@ class CommandRegistry:
         result = defer.maybeDeferred(recognised.command.execute, context, recognised.match)
         return result.addErrback(_admin_error)
 
-    def answer(self, result: Any, capabilities: Capability) -> List[bytes]:
+    def answer(self, result: Any, capabilities: Capability, status_flags: int = 0) -> List[bytes]:
         """
         Turn a command's answer into packet payloads.
 
         @param result: an L{AdminOK}, L{AdminError} (returned or raised) or
             L{AdminResultSet}.
         @param capabilities: the negotiated capabilities.
+        @param status_flags: the session's status flags for OK and EOF packets.
         @return: the payloads, in order (sequence ids are the caller's).
         @raise TypeError: C{result} is none of these.
         """
+        return [p.encode(capabilities) for p in self.packets(result, capabilities, status_flags)]
+
+    def packets(self, result: Any, capabilities: Capability, status_flags: int = 0) -> List[Any]:
+        """
+        Turn a command's answer into packets (see L{answer}).
+
+        @raise ValueError: a row has the wrong number of cells.
+        """
+        status = ServerStatus(status_flags)
         if isinstance(result, AdminOK):
-            ok = OKPacket(affected_rows=result.affected_rows, info=result.info.encode())
-            return [ok.encode(capabilities)]
+            info = result.info.encode()
+            return [OKPacket(affected_rows=result.affected_rows, status_flags=status, info=info)]
         if isinstance(result, AdminError):
-            return [ERRPacket(result.code, result.message, result.sqlstate).encode(capabilities)]
+            return [ERRPacket(result.code, result.message, result.sqlstate)]
         if isinstance(result, AdminResultSet):
             definitions = result.definitions()
-            payloads = [ColumnCount(len(definitions)).encode(capabilities)]
-            payloads.extend(d.encode(capabilities) for d in definitions)
+            packets: List[Any] = [ColumnCount(len(definitions))]
+            packets.extend(definitions)
             deprecate_eof = bool(capabilities & Capability.CLIENT_DEPRECATE_EOF)
             if not deprecate_eof:
-                payloads.append(EOFPacket().encode(capabilities))
+                packets.append(EOFPacket(status_flags=status))
             for row in result.rows:
                 if len(row) != len(definitions):
                     raise ValueError(f"row has {len(row)} cells, expected {len(definitions)}")
-                payloads.append(TextRow(tuple(_cell(v) for v in row)).encode(capabilities))
+                packets.append(TextRow(tuple(_cell(v) for v in row)))
             if deprecate_eof:
-                payloads.append(OKPacket(header=0xFE).encode(capabilities))
+                packets.append(OKPacket(header=0xFE, status_flags=status))
             else:
-                payloads.append(EOFPacket().encode(capabilities))
-            return payloads
+                packets.append(EOFPacket(status_flags=status))
+            return packets
         raise TypeError(f"not an admin answer: {result!r}")
 
 
@@ -191,6 +214,25 @@ def _normalised(keywords: Iterable[str]) -> Tuple[bytes, ...]:
     @return: them upper-cased, blanks collapsed to one space, as C{bytes}.
     """
     return tuple(_BLANKS.sub(b" ", k.upper().encode("ascii")).strip() for k in keywords)
+
+
+_WORD_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
+
+
+def _starts_with_words(head: bytes, prefix: bytes) -> bool:
+    """
+    @param head: the upper-cased, blank-collapsed start of a statement.
+    @param prefix: a normalised keyword prefix.
+    @return: whether C{head} starts with C{prefix} as whole words (C{KILL}
+        does not start C{KILLALL}).
+    """
+    if not head.startswith(prefix):
+        return False
+    return (
+        len(head) == len(prefix)
+        or head[len(prefix)] not in _WORD_BYTES
+        or prefix[-1] not in _WORD_BYTES
+    )
 
 
 def _admin_error(failure: Failure) -> AdminError:

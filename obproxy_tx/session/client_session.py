@@ -31,15 +31,18 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import attrs
 from twisted.internet import defer
-from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from obproxy_tx import __version__
+from obproxy_tx.admin import access
+from obproxy_tx.admin.interfaces import AdminContext, AdminError, Privilege
+from obproxy_tx.admin.registry import BAD_INTERNAL_CMD, Recognised
 from obproxy_tx.config import BackendServer, ClusterConfig, ClusterType, LoginMode, parse_server
-from obproxy_tx.session.login import LoginName, LoginNameError, parse_login_name
+from obproxy_tx.session.login import LoginName, LoginNameError, SpecialUser, parse_login_name
 from obproxy_tx.session.odp_login import default_capability_flag, rewrite_handshake_response
 from obproxy_tx.session.pool import ServerSessionPool
 from obproxy_tx.session.prepared import PreparedStatements, param_types_of, with_bound_types
@@ -51,6 +54,7 @@ from obproxy_tx.session.server_session import (
 )
 from obproxy_tx.session.statements import substitute_connection_id
 from obproxy_tx.session.states import ClientSessionMachine
+from obproxy_tx.session.stats import SessionStats
 from obproxy_tx.session.sync import SessionVarVersions
 from obproxy_tx.session.tracking import SessionState, StatementKind, classify, parse_route_addr
 from obproxy_tx.wire.connection import (
@@ -199,6 +203,16 @@ def _value_of(raw: bytes | None, column: ColumnDefinition41) -> Any:
     return raw.decode("utf-8", "surrogateescape")
 
 
+def _check_kill_answer(answer: list[Any]) -> None:
+    """
+    @raise AdminError: the server refused a C{KILL QUERY} (a statement that
+        ended meanwhile, C{1094}, is no refusal: there is nothing left to kill).
+    """
+    for event in answer:
+        if event.__class__ is ERRPacket and event.error_code != ErrorCode.ER_NO_SUCH_THREAD:
+            raise AdminError(event.error_code, event.message, event.sqlstate)
+
+
 def _backend_lost_error(message: str) -> ERRPacket:
     """
     The ERR a client gets when its server session is lost: a server error code
@@ -238,6 +252,21 @@ class _RequestFailedError(Exception):
         super().__init__(packet.message if packet is not None else "request failed")
         self.packet = packet
         self.close = close
+
+
+_PROXYSYS_OK_KINDS = frozenset(
+    (
+        StatementKind.SET,
+        StatementKind.SET_TRANSACTION,
+        StatementKind.BEGIN,
+        StatementKind.COMMIT,
+        StatementKind.ROLLBACK,
+    )
+)
+"""What the local admin may send besides admin commands: answered with a bare OK."""
+
+_PROXYSYS_COMMANDS = frozenset((ComQuery, ComPing, ComQuit, ComProcessKill))
+"""The commands the local admin may send at all (it has no backend)."""
 
 
 class ClientSession(Protocol):
@@ -323,7 +352,11 @@ class ClientSession(Protocol):
         self._multi_statements = True
         self._greeting_caps = _DEFAULT_CAPABILITIES
         self._pending_change: ComChangeUser | None = None
-        self._last_command_at = manager.reactor.seconds()
+        self.last_command_at = manager.reactor.seconds()
+        self.stats = SessionStats()
+        self.trans_count = 0
+        self.lii_session: ServerSession | None = None
+        self._proxysys = False
 
     def __repr__(self) -> str:
         return f"<ClientSession {self.cs_id} {self.login} {self.machine.state.name}>"
@@ -347,6 +380,31 @@ class ClientSession(Protocol):
         return len(self.server_sessions)
 
     @property
+    def using_ssl(self) -> bool:
+        """
+        Whether the client connection is encrypted (TLS).
+        """
+        return ISSLTransport.providedBy(self.transport)
+
+    @property
+    def current_query(self) -> str | None:
+        """
+        The text of the C{COM_QUERY} being served for the client, if any.
+        """
+        command = self._request_command
+        if command is not None and command.__class__ is ComQuery:
+            return str(command.query.decode("utf-8", "replace"))
+        return None
+
+    @property
+    def is_proxysys(self) -> bool:
+        """
+        Whether this is a session of the proxy's local admin users, which never
+        reach a backend.
+        """
+        return self._proxysys
+
+    @property
     def pin_reasons(self) -> frozenset[str]:
         """
         Why this session must stay on its current server session (empty: free to move).
@@ -360,6 +418,103 @@ class ClientSession(Protocol):
             if statement.long_data_session is not None:
                 reasons.add("long data")
         return frozenset(reasons)
+
+    # -- what admin commands do -----------------------------------------------------
+
+    def kill_connection(self) -> None:
+        """
+        End this client session now (C{KILL}): the client connection closes,
+        its server sessions follow, and a statement still running on a backend
+        is killed there too so the server stops working for nobody.
+        """
+        running = self.active
+        if running is not None and running.alive and not self._proxysys:
+            killing = self.side_query(b"KILL %d" % running.backend_id, running.server)
+            killing.addErrback(self._log_side_failure, "KILL")
+        self.manager.stats.client_sessions_killed += 1
+        self.close()
+
+    def kill_query(self) -> defer.Deferred[None]:
+        """
+        Stop the statement this session is running (C{KILL QUERY}): the proxy
+        sends C{KILL QUERY <backend id>} to that server on a side connection
+        logged in as this session's own user, who may always kill its own
+        threads. The client then gets the server's own answer (1317 on MySQL).
+
+        @return: fires once the server accepted the kill (at once when the
+            session is idle); fails with L{AdminError} carrying the server's
+            refusal.
+        """
+        running = self.active
+        if running is None or not running.alive or self._proxysys:
+            return defer.succeed(None)
+        self.manager.stats.queries_killed += 1
+        killing = self.side_query(b"KILL QUERY %d" % running.backend_id, running.server)
+        return killing.addCallback(_check_kill_answer)
+
+    def kill_server_session(self, ss_id: int) -> bool:
+        """
+        Close one server session of this client (C{KILL PROXYSESSION cs ss}).
+        An idle one is replaced transparently on the next request (unless the
+        session was pinned to it); one serving a request ends that request
+        with an error, as a backend connection lost mid-query does.
+
+        @return: whether C{ss_id} was one of this client's server sessions.
+        """
+        for ss in self.server_sessions:
+            if ss.ss_id == ss_id:
+                self.manager.stats.server_sessions_killed += 1
+                self._log.info(
+                    "client session {cs_id}: server session {ss_id} killed by an admin",
+                    cs_id=self.cs_id,
+                    ss_id=ss_id,
+                )
+                ss.close(quit=True)
+                return True
+        return False
+
+    def side_query(
+        self, sql: bytes, server: BackendServer | None = None
+    ) -> defer.Deferred[list[Any]]:
+        """
+        Run one statement on a fresh connection logged in as this session's
+        user (not one of its server sessions, which may be busy or hold state),
+        then quit it.
+
+        @param sql: the statement.
+        @param server: where (default: the server of the session's current or
+            last used server session, else one of its cluster).
+        @return: the answer's events (as L{ServerSession.request} gives them);
+            fails with L{AdminError} for a session that has no backend.
+        """
+        cluster = self.cluster
+        if self._proxysys or self.login is None or cluster is None:
+            return defer.fail(
+                AdminError(
+                    ErrorCode.ER_UNKNOWN_ERROR,
+                    f"client session {self.cs_id} has no backend to ask",
+                )
+            )
+        if server is None:
+            current = self.active or self.bound
+            server = current.server if current is not None else self.manager.pick_server(cluster)
+        login = self._backend_login()
+        return defer.Deferred.fromCoroutine(self._side_query(server, login, sql))
+
+    async def _side_query(self, server: BackendServer, login: BackendLogin, sql: bytes) -> Any:
+        ss = await self.manager.connect_server_session(self, server, login, side=True)
+        try:
+            return await ss.request(ComQuery(sql))
+        finally:
+            ss.close(quit=True)
+
+    def _log_side_failure(self, failure: Failure, what: str) -> None:
+        self._log.warn(
+            "client session {cs_id}: {what} on a side connection failed: {error}",
+            cs_id=self.cs_id,
+            what=what,
+            error=failure.getErrorMessage(),
+        )
 
     # -- Twisted -------------------------------------------------------------------
 
@@ -734,15 +889,7 @@ class ClientSession(Protocol):
     ) -> tuple[LoginName, ClusterConfig, bytes, bytes]:
         login, cluster = self._parse_login(raw_user)
         if login.is_proxysys:
-            raise _RequestFailedError(
-                ERRPacket(
-                    ErrorCode.ER_ACCESS_DENIED_ERROR,
-                    f"Access denied for user '{raw_user}'@'{self.peer}': the proxy's local "
-                    "admin users are not served by this listener yet",
-                    "28000",
-                ),
-                close=True,
-            )
+            return login, cluster, self._verify_proxysys(login, answer), b""
         if cluster.login_mode is LoginMode.ODP_PROXY_SCRAMBLE:
             # ODP's way: the observers check the client's answer themselves
             # (through __proxy_scramble); the proxy holds no verifier.
@@ -757,8 +904,60 @@ class ClientSession(Protocol):
             raise self._access_denied(login.user, bool(answer), cluster)
         return login, cluster, stage1, verifier
 
+    def _verify_proxysys(self, login: LoginName, answer: bytes) -> bytes:
+        """
+        Check a login of the proxy's local users (C{root@proxysys},
+        C{inspector@proxysys}) against their own verifiers, from allowed
+        networks only (loopback unless C{proxysys_allowed_networks} says more).
+        """
+        config = self.manager.config
+        special = login.special
+        if special is SpecialUser.PROXYSYS_ROOT:
+            verifier = config.obproxy_sys_password
+        elif special is SpecialUser.PROXYSYS_INSPECTOR:
+            verifier = config.inspector_password
+        else:
+            raise self._access_denied(login.user, bool(answer))
+        if not config.proxysys_allowed(self.peer):
+            self._log.warn(
+                "client session {cs_id}: {user} refused from {peer} (not in "
+                "proxysys_allowed_networks)",
+                cs_id=self.cs_id,
+                user=login.user_tenant,
+                peer=self.peer,
+            )
+            raise self._access_denied(login.user, bool(answer))
+        stage1 = check_native_password(self._scramble, answer, verifier)
+        if stage1 is None:
+            raise self._access_denied(login.user, bool(answer))
+        return stage1
+
+    def _local_admin_logged_in(self, login: LoginName) -> None:
+        self.login = login
+        self.cluster = None
+        self._proxysys = True
+        if self._login_timer is not None and self._login_timer.active():
+            self._login_timer.cancel()
+        self._login_timer = None
+        self.manager.stats.client_logins += 1
+        self._watch_idle()
+        self._send(OKPacket(status_flags=ServerStatus.SERVER_STATUS_AUTOCOMMIT))
+        self._log.info(
+            "client session {cs_id}: local admin {user} from {peer} logged in",
+            cs_id=self.cs_id,
+            user=login.user_tenant,
+            peer=self.peer,
+        )
+
     async def _authenticate(self, raw_user: str, answer: bytes, database: str | None) -> None:
-        login, cluster, stage1, verifier = await self._verify(raw_user, answer)
+        try:
+            login, cluster, stage1, verifier = await self._verify(raw_user, answer)
+        except _RequestFailedError:
+            self.manager.stats.client_login_failures += 1
+            raise
+        if login.is_proxysys:
+            self._local_admin_logged_in(login)
+            return
         self.login, self.cluster = login, cluster
         self._stage1, self._verifier = stage1, verifier
         self._client_answer = answer
@@ -774,6 +973,7 @@ class ClientSession(Protocol):
             raise
         self._finish_request(ss, bind=True)
         self._first_login_done = True
+        self.manager.stats.client_logins += 1
         if self._login_timer is not None and self._login_timer.active():
             self._login_timer.cancel()
         self._login_timer = None
@@ -898,6 +1098,7 @@ class ClientSession(Protocol):
             except Exception as exc:  # connect errors of every kind
                 problems.append(f"{candidate.address}: {exc}")
                 continue
+            self.stats.server_connects += 1
             self._learn_login(ss)
             # A fresh session has the defaults (version 0 of every class) and
             # the database it logged in with.
@@ -1035,6 +1236,8 @@ class ClientSession(Protocol):
                 statement.long_data_session = None
         if self._closed:
             return
+        self.stats.server_sessions_lost += 1
+        self.manager.stats.server_sessions_lost += 1
         if ss is self.active:
             self.active = None
             self._log.warn(
@@ -1126,10 +1329,14 @@ class ClientSession(Protocol):
 
     def _command(self, command: Any) -> None:
         cls = command.__class__
-        self._last_command_at = self.manager.reactor.seconds()
+        self.last_command_at = self.manager.reactor.seconds()
+        self.stats.client_requests += 1
         if self._doomed is not None and cls is not ComQuit:
             self._send(_backend_lost_error(self._doomed))
             self.close()
+            return
+        if self._proxysys and cls not in _PROXYSYS_COMMANDS:
+            self._admin_answer(BAD_INTERNAL_CMD)
             return
         if cls is ComQuery:
             self._query(command)
@@ -1154,13 +1361,19 @@ class ClientSession(Protocol):
         elif cls is ComChangeUser:
             self._change_user(command)
         elif cls is ComProcessKill:
-            self._kill(False, command.connection_id)
+            self._query(ComQuery(b"KILL %d" % command.connection_id))
         elif cls is ComSetOption:
             self._forward(command, None)
         else:
             self._forward(command, None)
 
     def _query(self, command: ComQuery) -> None:
+        recognised = self.manager.registry.recognise(command.query)
+        if recognised is not None and self._admin(recognised):
+            return
+        if self.is_proxysys:
+            self._proxysys_statement(command)
+            return
         info = classify(command.query)
         if info.connection_id_only:
             self._answer_value(b"CONNECTION_ID()", self.cs_id)
@@ -1183,6 +1396,93 @@ class ClientSession(Protocol):
             # Only texts with a dependent function (CONNECTION_ID() among them) pay for this.
             command = self._with_connection_id(command)
         self._forward(command, info)
+
+    # -- admin commands -------------------------------------------------------------
+
+    def _admin(self, recognised: Recognised) -> bool:
+        """
+        Serve a statement the registry recognised, if it is ours to serve.
+
+        @return: C{False} when the statement is to go to the backend after
+            all: a caller without the command's privilege whose C{denied} is
+            C{None} (ODP forwards other users' text), or MySQL's own statement
+            (C{proxy_only} false) that the command's grammar did not match.
+        """
+        command = recognised.command
+        role = access.role_of(self)
+        if role is access.Role.INSPECTOR and command.name != "PING PROXY":
+            allowed = False
+        else:
+            allowed = command.privilege == Privilege.EVERYONE or role in (
+                access.Role.PROXYSYS,
+                access.Role.ROOT_SYS,
+            )
+        if not allowed:
+            denied = getattr(command, "denied", None)
+            if denied is None and not self.is_proxysys:
+                return False
+            self._admin_answer(denied or BAD_INTERNAL_CMD)
+            return True
+        if recognised.match is None:
+            if not getattr(command, "proxy_only", True) and not self.is_proxysys:
+                return False
+            self._admin_answer(BAD_INTERNAL_CMD)
+            return True
+        self.stats.internal_requests += 1
+        self._run(self._admin_run(recognised))
+        return True
+
+    async def _admin_run(self, recognised: Recognised) -> None:
+        manager = self.manager
+        context = AdminContext(self, manager, manager.config, manager.registry)
+        try:
+            result = await manager.registry.run(context, recognised)
+        except Exception:
+            self._log.failure(
+                "client session {cs_id}: admin command {name} failed",
+                cs_id=self.cs_id,
+                name=recognised.command.name,
+            )
+            result = AdminError(
+                ErrorCode.ER_UNKNOWN_ERROR,
+                f"internal error in proxy command {recognised.command.name}",
+            )
+        self._admin_answer(result)
+
+    def _admin_answer(self, result: Any) -> None:
+        """
+        Write an admin command's answer (closing the connection after it when
+        the answer says so, as after killing one's own session).
+        """
+        if self._closed:
+            return
+        manager = self.manager
+        manager.stats.admin_commands += 1
+        if isinstance(result, AdminError):
+            manager.stats.admin_commands_refused += 1
+        try:
+            packets = manager.registry.packets(result, self.conn.capabilities, self._status())
+        except (TypeError, ValueError) as exc:
+            self._log.error(
+                "client session {cs_id}: bad admin answer: {error}", cs_id=self.cs_id, error=exc
+            )
+            packets = [ERRPacket(ErrorCode.ER_UNKNOWN_ERROR, "internal proxy error")]
+            result = None
+        self._write(self.conn.send_many(packets))
+        if getattr(result, "close_after", False):
+            self.close()
+
+    def _proxysys_statement(self, command: ComQuery) -> None:
+        """
+        The local admin never reaches a backend: transaction and C{SET}
+        statements get a bare OK (as ODP), anything else that is not an admin
+        command 5010.
+        """
+        info = classify(command.query)
+        if info.kind in _PROXYSYS_OK_KINDS:
+            self._ok()
+            return
+        self._admin_answer(BAD_INTERNAL_CMD)
 
     def _with_connection_id(self, command: Any) -> Any:
         """
@@ -1267,7 +1567,7 @@ class ClientSession(Protocol):
                     f"{session.peer}:{session.peer_port}",
                     session.state.database,
                     "Query" if busy else "Sleep",
-                    int(now - session._last_command_at),
+                    int(now - session.last_command_at),
                     session.machine.state.value,
                     info,
                 )
@@ -1337,6 +1637,7 @@ class ClientSession(Protocol):
         self._request_database = self.state.database
         self._versions_before = self.state.versions
         ss.sink = self._relay
+        ss.transact_count += 1
         self._attach(ss)
         ss.send(command)
         if ss.conn.phase is Phase.COMMAND_IDLE:  # no answer (COM_STMT_SEND_LONG_DATA)
@@ -1426,6 +1727,9 @@ class ClientSession(Protocol):
         elif command.__class__ is ComSetOption:
             self._multi_statements = command.option == 0
             ss.multi_statements = self._multi_statements
+        if not ss.conn.in_transaction:
+            # ODP's trans_count: an autocommit statement is a transaction too.
+            self.trans_count += 1
         self._finish_request(ss, bind=not self._side_request)
         if fetch is not None and ss.alive:
             self._run(self._read_back(ss, *fetch))
@@ -1463,6 +1767,10 @@ class ClientSession(Protocol):
         if was_in_transaction and not self._in_transaction:
             self.state.transaction_ended()
         current = self.state.versions
+        if current is not self._versions_before and (
+            current.last_insert_id_version != self._versions_before.last_insert_id_version
+        ):
+            self.lii_session = ss
         if ss.versions is not current:
             after = ss.versions.after_statement(self._versions_before, current)
             # Keep the very object when in sync: the fast path compares identity.

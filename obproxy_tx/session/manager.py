@@ -13,6 +13,7 @@ and connects server sessions.
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 from twisted.application.service import Service
@@ -23,6 +24,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from obproxy_tx.admin.registry import CommandRegistry
 from obproxy_tx.config import BackendServer, ClusterConfig, ProxyConfig
 from obproxy_tx.session.client_session import ClientSession
 from obproxy_tx.session.ids import (
@@ -31,6 +33,7 @@ from obproxy_tx.session.ids import (
     make_proxy_sessid,
 )
 from obproxy_tx.session.server_session import BackendLogin, ServerSession
+from obproxy_tx.session.stats import ProxyStats
 from obproxy_tx.wire.connection import ClientConnection
 from obproxy_tx.wire.constants import Capability
 from obproxy_tx.wire.errors import ErrorCode
@@ -100,14 +103,21 @@ class SessionManager(Service):
     @ivar reactor: the reactor used for connections and timers.
     @ivar client_sessions: live client sessions by C{cs_id}.
     @ivar greetings: what each cluster's servers announced (name -> greeting).
+    @ivar registry: the admin commands clients may run.
+    @ivar stats: the proxy-wide counters (C{SHOW PROXYSTAT}).
+    @ivar started_at: when the manager was made, in seconds since the epoch.
     """
 
     _log = Logger()
 
-    def __init__(self, config: ProxyConfig, reactor: Any = None) -> None:
+    def __init__(
+        self, config: ProxyConfig, reactor: Any = None, registry: CommandRegistry | None = None
+    ) -> None:
         """
         @param config: the proxy configuration.
         @param reactor: the reactor (default: the global one, resolved lazily).
+        @param registry: the admin commands (default: every plugin found in
+            L{obproxy_tx.plugins}).
         """
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -116,6 +126,9 @@ class SessionManager(Service):
         self.config = config
         self.reactor = reactor
         self.client_sessions: dict[int, ClientSession] = {}
+        self.registry = registry if registry is not None else CommandRegistry.from_plugins()
+        self.stats = ProxyStats()
+        self.started_at = time.time()
         self.greetings: dict[str, HandshakeV10] = {}
         self._probes: dict[str, defer.Deferred[HandshakeV10 | None]] = {}
         self._cs_ids = ClientSessionIdAllocator(config.client_session_id_layout())
@@ -169,6 +182,7 @@ class SessionManager(Service):
         """
         limit = self.config.client_max_connections
         if limit and len(self.client_sessions) >= limit:
+            self.stats.client_connections_refused += 1
             return _TooMany()
         try:
             cs_id = self._cs_ids.allocate(self.client_sessions)
@@ -177,6 +191,7 @@ class SessionManager(Service):
             return None
         session = ClientSession(self, cs_id)
         self.client_sessions[cs_id] = session
+        self.stats.client_connections += 1
         return session
 
     def allocate_proxy_sessid(self, address: Any) -> int:
@@ -339,10 +354,13 @@ class SessionManager(Service):
     # -- server sessions ------------------------------------------------------------------
 
     async def connect_server_session(
-        self, client: ClientSession, server: BackendServer, login: BackendLogin
+        self, client: ClientSession, server: BackendServer, login: BackendLogin, side: bool = False
     ) -> ServerSession:
         """
         Connect and log in a new server session for C{client}.
+
+        @param side: a side connection (e.g. to send C{KILL QUERY}): its
+            loss is none of the client session's business.
 
         @raise obproxy_tx.session.server_session.BackendError: the server refused the login.
         @raise Exception: the connection failed (refused, timed out, lost).
@@ -353,7 +371,7 @@ class SessionManager(Service):
             server,
             client.login.full_name,
             login,
-            on_lost=client.server_session_lost,
+            on_lost=None if side else client.server_session_lost,
         )
         endpoint = clientFromString(self.reactor, server.endpoint)
         connecting = connectProtocol(endpoint, session)
@@ -362,6 +380,7 @@ class SessionManager(Service):
             await connecting
         except Exception:
             session.machine.close()
+            self.stats.server_connect_failures += 1
             raise
         logging_in = session.logged_in
         logging_in.addTimeout(self.config.short_async_task_timeout, self.reactor)
@@ -369,7 +388,9 @@ class SessionManager(Service):
             await logging_in
         except Exception:
             session.abort()
+            self.stats.server_connect_failures += 1
             raise
+        self.stats.server_connects += 1
         cluster = client.cluster
         if cluster is not None and cluster.name not in self.greetings and session.greeting:
             self.greetings[cluster.name] = session.greeting

@@ -159,6 +159,7 @@ class ServerSession(Protocol):
     @ivar machine: the C{MSS_*} state.
     @ivar greeting: the server's handshake (C{None} before it arrived).
     @ivar backend_id: the connection id the server gave this session.
+    @ivar transact_count: requests relayed on this session (ODP's C{transact_count}).
     @ivar versions: how up to date this session is with its client session.
     @ivar statements: client statement id -> this server's statement id.
     @ivar typed: client statement ids whose parameter types this server saw.
@@ -196,6 +197,7 @@ class ServerSession(Protocol):
         self.machine = ServerSessionMachine(f"server session {ss_id}")
         self.greeting: HandshakeV10 | None = None
         self.backend_id = 0
+        self.transact_count = 0
         self.versions = SessionVarVersions()
         self.statements: dict[int, int] = {}
         self.typed: set[int] = set()

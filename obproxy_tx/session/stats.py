@@ -1,0 +1,98 @@
+"""
+Counters: one L{SessionStats} per client session (C{SHOW PROXYSESSION STAT})
+and one L{ProxyStats} per proxy (C{SHOW PROXYSTAT}).
+
+They are plain attributes bumped with C{+= 1} where things happen, so the
+request path pays an attribute increment and nothing more; the readers turn
+them into rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Tuple
+
+import attrs
+
+
+def _rows(stats: Any) -> List[Tuple[str, int]]:
+    return [(field.name, getattr(stats, field.name)) for field in attrs.fields(type(stats))]
+
+
+@attrs.define
+class SessionStats:
+    """
+    What one client session did.
+
+    @ivar client_requests: commands received from the client (after login).
+    @ivar client_queries: of which C{COM_QUERY}.
+    @ivar client_ps_executes: of which C{COM_STMT_EXECUTE}.
+    @ivar internal_requests: commands the proxy answered itself (admin
+        commands, C{COM_PING}, local answers).
+    @ivar server_requests: requests relayed to server sessions.
+    @ivar sync_requests: requests the proxy sent to bring a server session
+        in line with the client session (C{USE}, C{SET}, re-prepares).
+    @ivar server_connects: server sessions opened.
+    @ivar server_connect_failures: server sessions that could not be opened.
+    @ivar server_sessions_lost: server sessions that died under the session.
+    @ivar failovers: logins or requests moved to another server.
+    @ivar transactions: completed transactions (autocommit statements included).
+    """
+
+    client_requests: int = 0
+    client_queries: int = 0
+    client_ps_executes: int = 0
+    internal_requests: int = 0
+    server_requests: int = 0
+    sync_requests: int = 0
+    server_connects: int = 0
+    server_connect_failures: int = 0
+    server_sessions_lost: int = 0
+    failovers: int = 0
+    transactions: int = 0
+
+    def rows(self) -> List[Tuple[str, int]]:
+        """
+        @return: C{(stat_name, value)} for every counter, in declaration order.
+        """
+        return _rows(self)
+
+
+@attrs.define
+class ProxyStats:
+    """
+    What the whole proxy did since it started.
+
+    @ivar client_connections: client connections accepted.
+    @ivar client_connections_refused: refused at accept (C{client_max_connections}).
+    @ivar client_logins: successful logins.
+    @ivar client_login_failures: failed logins.
+    @ivar client_sessions_killed: client sessions ended by C{KILL}.
+    @ivar queries_killed: running queries ended by C{KILL QUERY}.
+    @ivar server_connects: server sessions opened.
+    @ivar server_connect_failures: server sessions that could not be opened.
+    @ivar server_sessions_lost: server sessions that died while in use or idle.
+    @ivar server_sessions_killed: server sessions ended by C{KILL PROXYSESSION cs ss}.
+    @ivar admin_commands: admin commands answered.
+    @ivar admin_commands_refused: admin commands answered with an error.
+    @ivar config_changes: successful C{ALTER PROXYCONFIG}.
+    """
+
+    client_connections: int = 0
+    client_connections_refused: int = 0
+    client_logins: int = 0
+    client_login_failures: int = 0
+    client_sessions_killed: int = 0
+    queries_killed: int = 0
+    server_connects: int = 0
+    server_connect_failures: int = 0
+    server_sessions_lost: int = 0
+    server_sessions_killed: int = 0
+    admin_commands: int = 0
+    admin_commands_refused: int = 0
+    config_changes: int = 0
+
+    def rows(self) -> List[Tuple[str, int]]:
+        """
+        @return: C{(stat_name, value)} for every counter, in declaration order.
+        """
+        return _rows(self)
