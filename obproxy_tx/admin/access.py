@@ -144,20 +144,28 @@ def kill_check(caller: Any, target: Any, shown_id: int) -> AdminError | None:
     May C{caller} kill C{target} (or its query)? Killing one's own session is
     the caller's business (ODP answers 1317 and closes).
 
+    As ODP: a session of another tenant (or the local admin's) does not exist
+    for the caller (1094); one of its own tenant, or of its cluster for a
+    C{sys} tenant user, that it may not kill is "not owner" (1095). Only the
+    very same user, C{root@sys} (its cluster) and C{root@proxysys} may kill.
+
     @param shown_id: the id as the statement gave it, for the messages.
-    @return: C{None} if allowed, else the error to answer: 1094 when the caller
-        may not even see the target, 1095 when it may see but not kill it.
+    @return: C{None} if allowed, else the error to answer.
     """
-    if not may_see(caller, target):
-        return unknown_thread(shown_id)
     role = role_of(caller)
     if role is Role.PROXYSYS:
         return None
-    if role is Role.ROOT_SYS and _same_cluster(caller, target):
-        return None
+    if target.login is None or target.login.tenant == PROXYSYS_TENANT:
+        return unknown_thread(shown_id)
     if _same_user(caller, target):
         return None
-    return not_owner(shown_id)
+    if role is Role.ROOT_SYS and _same_cluster(caller, target):
+        return None
+    if role in (Role.ROOT_SYS, Role.SYS_TENANT):
+        return not_owner(shown_id)
+    if _same_cluster(caller, target) and caller.login.tenant == target.login.tenant:
+        return not_owner(shown_id)
+    return unknown_thread(shown_id)
 
 
 def unknown_thread(number: int) -> AdminError:
