@@ -1,0 +1,324 @@
+"""
+The kill commands, as ODP answers them (C{ob_kill_op_handler.cpp}, the
+odp-reference notes §3.5 and §4.3-§4.5):
+
+  - C{KILL id}, C{KILL CONNECTION id}, C{KILL QUERY id}: MySQL's own
+    statements, answered by the proxy for everyone because the ids a client
+    sees are the proxy's. Other forms (MariaDB's C{KILL USER x},
+    C{KILL HARD 5}, C{KILL QUERY ID 5}, expressions) are not ours: they go
+    to the backend as ordinary SQL.
+  - C{KILL PROXYSESSION id} and C{KILL PROXYSESSION id ss_id}: the proxy's
+    own, for admins only; anyone else gets ODP's
+    C{5010 Unknown operator, bad internal cmd}, as does a malformed one.
+
+An C{id} is a C{cs_id} or a backend connection id (what
+C{SELECT CONNECTION_ID()} returned on the backend), resolved by
+L{obproxy_tx.admin.access.resolve_session}. Killing your own session answers
+C{1317 Query execution was interrupted} and then closes the connection.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import attr
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.plugin import IPlugin
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from obproxy_tx.admin import access
+from obproxy_tx.admin.interfaces import AdminContext, AdminError, AdminOK, IAdminCommand, Privilege
+from obproxy_tx.admin.registry import BAD_INTERNAL_CMD
+from obproxy_tx.wire.errors import ErrorCode
+
+_log = Logger()
+
+_MAX_DIGITS = 17
+"""ODP's lexer reads integers as C{[-+]?[0-9]{1,17}}; longer ones overflow."""
+
+_MAX_ID = 2**64 - 1
+"""The largest thread id MySQL's C{KILL} takes (an unsigned 64-bit integer)."""
+
+# Between tokens: blanks or ordinary /* */ comments. Executable comments
+# (/*! */, MariaDB's /*M! */) carry SQL, so a statement with one is not ours.
+_GAP = r"(?:\s|/\*(?!!|M!).*?\*/)"
+# Tokens need a gap between them, except before a sign: MySQL reads KILL-5.
+_SEP = rf"(?:{_GAP}+|{_GAP}*(?=[-+]))"
+_FLAGS = re.IGNORECASE | re.ASCII | re.DOTALL
+
+_KILL = re.compile(
+    rf"KILL(?:{_GAP}+(?P<kind>CONNECTION|QUERY))?{_SEP}(?P<id>[-+]?[0-9]+){_GAP}*",
+    _FLAGS,
+)
+
+# KILL PROXYSESSION is one token in ODP's lexer (kill{space}+proxysession), so
+# only blanks may separate the two words. Integers longer than ODP's lexer
+# takes fail the grammar, as in ODP (err_type OBPROXY_T_ERR_INVALID_NUM).
+_KILL_PROXYSESSION = re.compile(
+    rf"KILL\s+PROXYSESSION{_SEP}(?P<id>[-+]?[0-9]{{1,{_MAX_DIGITS}}})"
+    rf"(?:{_SEP}(?P<ss_id>[-+]?[0-9]{{1,{_MAX_DIGITS}}}))?{_GAP}*",
+    _FLAGS,
+)
+
+
+def _number(text: str) -> tuple[int, bool]:
+    """
+    @param text: an integer as the statement gave it (sign and digits).
+    @return: its value, and whether it is a thread id at all: no longer
+        than ODP's lexer reads and within C{0 .. 2**64-1}.
+    """
+    value = int(text)
+    digits = text.lstrip("+-")
+    return value, len(digits) <= _MAX_DIGITS and 0 <= value <= _MAX_ID
+
+
+@attr.s(auto_attribs=True, frozen=True)
+class KillMatch:
+    """
+    A parsed C{KILL [CONNECTION | QUERY] id}.
+
+    @ivar query: C{KILL QUERY} (only the running statement), else the
+        connection.
+    @ivar number: the id's value (possibly no thread id at all, see
+        C{valid}); shown in the error messages.
+    @ivar valid: whether C{number} can name a thread (C{0 .. 2**64-1}, at
+        most 17 digits); other ids are simply unknown threads.
+    """
+
+    query: bool
+    number: int
+    valid: bool
+
+
+@attr.s(auto_attribs=True, frozen=True)
+class KillProxySessionMatch:
+    """
+    A parsed C{KILL PROXYSESSION id [ss_id]}.
+
+    @ivar number: the client session's id (a C{cs_id} or backend connection
+        id).
+    @ivar ss_id: the server session to close, or C{None} for the whole
+        client session.
+    """
+
+    number: int
+    ss_id: int | None = None
+
+
+def _resolve(context: AdminContext, number: int) -> Any:
+    """
+    @param context: the caller's context.
+    @param number: the id the statement named.
+    @return: the client session it names.
+    @raise AdminError: 1094, no such session.
+    """
+    target = access.resolve_session(context.manager, number)
+    if target is None:
+        raise access.unknown_thread(number)
+    return target
+
+
+def _check(context: AdminContext, target: Any, number: int) -> None:
+    """
+    @param context: the caller's context.
+    @param target: another client session.
+    @param number: the id as the statement gave it, for the messages.
+    @raise AdminError: 1094 (the caller may not see the target) or 1095
+        (may see but not kill it).
+    """
+    refused = access.kill_check(context.session, target, number)
+    if refused is not None:
+        raise refused
+
+
+def _killed(caller: Any, target: Any, what: str) -> None:
+    """
+    Log a kill of another session: who killed whom matters after the fact.
+    """
+    _log.info(
+        "client session {caller} ({user}) killed {what} of client session {target} ({owner})",
+        caller=getattr(caller, "cs_id", None),
+        user=getattr(caller, "login", None),
+        what=what,
+        target=getattr(target, "cs_id", None),
+        owner=getattr(target, "login", None),
+    )
+
+
+def _query_killed(result: object) -> AdminOK:
+    """
+    @return: OK once the backend took the C{KILL QUERY}.
+    """
+    return AdminOK()
+
+
+def _query_not_killed(failure: Failure, number: int) -> AdminError:
+    """
+    The C{KILL QUERY} did not get through: an L{AdminError} (for instance the
+    backend's own answer) is passed on; anything else is logged and answered
+    with a generic error so that the caller is not left waiting.
+
+    @param failure: why.
+    @param number: the id as the statement gave it.
+    @return: the error to answer.
+    """
+    if failure.check(AdminError):
+        assert isinstance(failure.value, AdminError)
+        return failure.value
+    _log.failure("KILL QUERY {number} failed", failure, number=number)
+    return AdminError(
+        ErrorCode.ER_UNKNOWN_ERROR,
+        f"KILL QUERY {number} could not reach the backend: {failure.getErrorMessage()}",
+    )
+
+
+@implementer(IPlugin, IAdminCommand)
+class Kill:
+    """
+    C{KILL id}, C{KILL CONNECTION id}, C{KILL QUERY id} (also what
+    C{COM_PROCESS_KILL} becomes).
+
+    Run by everyone; whether the target may be killed is
+    L{obproxy_tx.admin.access.kill_check}'s call. Not C{proxy_only}: other
+    C{KILL} forms are MySQL's or MariaDB's and go to the backend.
+    """
+
+    name = "KILL"
+    keywords = ("KILL",)
+    columns = ()
+    privilege = Privilege.EVERYONE
+    errors = (
+        ErrorCode.ER_NO_SUCH_THREAD,
+        ErrorCode.ER_KILL_DENIED_ERROR,
+        ErrorCode.ER_QUERY_INTERRUPTED,
+        ErrorCode.ER_UNKNOWN_ERROR,
+    )
+    proxy_only = False
+    denied = None
+
+    def match(self, sql: str) -> KillMatch | None:
+        """
+        @param sql: the statement.
+        @return: the parsed statement, or C{None} if it is not one of our
+            three forms.
+        """
+        found = _KILL.fullmatch(sql)
+        if found is None:
+            return None
+        number, valid = _number(found.group("id"))
+        kind = found.group("kind")
+        return KillMatch(
+            query=kind is not None and kind.upper() == "QUERY", number=number, valid=valid
+        )
+
+    def execute(self, context: AdminContext, match: KillMatch) -> Any:
+        """
+        Kill the session (or its running query) the id names.
+
+        @param context: the caller's context.
+        @param match: what L{match} returned.
+        @return: OK, an L{AdminError}, or for C{KILL QUERY} of a busy session
+            a Deferred firing with one once the backend took the kill.
+        @raise AdminError: 1094 unknown id, 1095 not the caller's to kill,
+            1317 (then the connection closes) when the caller killed itself.
+        """
+        if not match.valid:
+            raise access.unknown_thread(match.number)
+        caller = context.session
+        target = _resolve(context, match.number)
+        if target is caller:
+            # The caller's only query is this KILL, so there is nothing to
+            # stop; killing the connection is ODP's 1317 and a close.
+            if match.query:
+                return AdminOK()
+            raise access.interrupted()
+        _check(context, target, match.number)
+        if match.query:
+            _killed(caller, target, "the query")
+            result = defer.maybeDeferred(target.kill_query)
+            result.addCallbacks(_query_killed, _query_not_killed, errbackArgs=(match.number,))
+            return result
+        _killed(caller, target, "the connection")
+        target.kill_connection()
+        return AdminOK()
+
+
+@implementer(IPlugin, IAdminCommand)
+class KillProxySession:
+    """
+    C{KILL PROXYSESSION id}: the same as C{KILL id}; C{KILL PROXYSESSION id
+    ss_id}: close just that server session of the client session (the
+    client's next statement gets another one, transparently).
+
+    Admins only; others get C{5010} as from ODP, where the statement is a
+    parse error for them.
+    """
+
+    name = "KILL PROXYSESSION"
+    keywords = ("KILL PROXYSESSION",)
+    columns = ()
+    privilege = Privilege.ADMIN
+    errors = (
+        ErrorCode.ER_NO_SUCH_THREAD,
+        ErrorCode.ER_KILL_DENIED_ERROR,
+        ErrorCode.ER_QUERY_INTERRUPTED,
+        BAD_INTERNAL_CMD.code,
+    )
+    proxy_only = True
+    denied = BAD_INTERNAL_CMD
+
+    def match(self, sql: str) -> KillProxySessionMatch | None:
+        """
+        @param sql: the statement.
+        @return: the parsed statement, or C{None} (a malformed one, ids that
+            are negative or longer than 17 digits included).
+        """
+        found = _KILL_PROXYSESSION.fullmatch(sql)
+        if found is None:
+            return None
+        number, valid = _number(found.group("id"))
+        if not valid:
+            return None
+        ss_text = found.group("ss_id")
+        if ss_text is None:
+            return KillProxySessionMatch(number)
+        ss_id, valid = _number(ss_text)
+        if not valid:
+            return None
+        return KillProxySessionMatch(number, ss_id)
+
+    def execute(self, context: AdminContext, match: KillProxySessionMatch) -> AdminOK:
+        """
+        Kill the client session, or one of its server sessions.
+
+        @param context: the caller's context.
+        @param match: what L{match} returned.
+        @return: OK.
+        @raise AdminError: 1094 unknown id or server session, 1095 not the
+            caller's to kill, 1317 (then the connection closes) when the
+            caller killed its own client session.
+        """
+        caller = context.session
+        target = _resolve(context, match.number)
+        if match.ss_id is None:
+            if target is caller:
+                raise access.interrupted()
+            _check(context, target, match.number)
+            _killed(caller, target, "the connection")
+            target.kill_connection()
+            return AdminOK()
+        # One's own server sessions are one's own to close: the next
+        # statement just opens another.
+        if target is not caller:
+            _check(context, target, match.number)
+        if not target.kill_server_session(match.ss_id):
+            raise access.unknown_thread(match.ss_id)
+        _killed(caller, target, f"server session {match.ss_id}")
+        return AdminOK()
+
+
+kill = Kill()
+kill_proxysession = KillProxySession()
