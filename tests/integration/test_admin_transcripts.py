@@ -156,12 +156,13 @@ MARIADB_ROOT_PASSWORD = "root_pw"
 KILL_QUERY_BUDGET = 1.0
 
 
-@pytest.fixture(scope="session")
-def mariadb_root(mariadb: Any) -> Tuple[str, str]:
+@pytest.fixture(scope="module")
+def mariadb_root(mariadb: Any) -> Iterator[Tuple[str, str]]:
     """
     A C{root} account on the MariaDB test bed reachable over TCP from 127.0.0.1 (the test bed's
     own C{root} accepts only its unix socket), so C{root@sys} means the cluster's root on both
-    backends.
+    backends.  Made afresh for this module and dropped after it, since another module
+    (test_admin_privileges) makes and drops the same account with its own password.
     """
     admin = mariadb.accounts["admin"]
     connection = pymysql.connect(
@@ -171,13 +172,18 @@ def mariadb_root(mariadb: Any) -> Tuple[str, str]:
         password=admin.password,
         autocommit=True,
     )
-    with connection, connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY %s",
-            (MARIADB_ROOT_PASSWORD,),
-        )
-        cursor.execute("GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION")
-    return "root", MARIADB_ROOT_PASSWORD
+    with connection:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE OR REPLACE USER 'root'@'127.0.0.1' IDENTIFIED BY %s",
+                (MARIADB_ROOT_PASSWORD,),
+            )
+            cursor.execute("GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION")
+        try:
+            yield "root", MARIADB_ROOT_PASSWORD
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("DROP USER IF EXISTS 'root'@'127.0.0.1'")
 
 
 @attrs.define
