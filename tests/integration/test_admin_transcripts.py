@@ -816,6 +816,10 @@ def _kill_query(bed: Bed) -> None:
             return bool(cursor.fetchone()[0])
 
     assert _poll(running, 5.0), "SELECT SLEEP(60) never reached the backend"
+    # odp-reference 5: the server session running the request is the `curr used ss`, MSS_ACTIVE.
+    rows = _attribute_rows(killer.run(f"SHOW PROXYSESSION ATTRIBUTE {sleeper.connection_id};"))
+    assert [i for _, _, i in rows[22:]] == ["curr used ss"] * len(_SS_BLOCK), rows
+    assert _attribute(rows, "state", "curr used ss") == "MSS_ACTIVE"
     started = time.monotonic()
     out = killer.run(f"KILL QUERY {sleeper.connection_id};", timeout=5.0)
     try:
