@@ -5,7 +5,7 @@ L{obproxy_tx.admin.registry.CommandRegistry}.
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Tuple
+from typing import Any, Iterable, Sequence, Tuple
 
 import attr
 from zope.interface import Attribute, Interface
@@ -134,6 +134,13 @@ Cell = Any
 """A cell value: C{None} (SQL NULL), C{bytes}, C{str} or anything C{str()}-able."""
 
 
+def _as_tuple(columns: Iterable[Any]) -> Tuple[Any, ...]:
+    """
+    A typed converter, so that mypy accepts any iterable of columns.
+    """
+    return tuple(columns)
+
+
 @attr.s(auto_attribs=True, frozen=True)
 class AdminResultSet:
     """
@@ -143,7 +150,7 @@ class AdminResultSet:
     @ivar rows: the rows, each with one cell per column.
     """
 
-    columns: Tuple[Any, ...] = attr.ib(converter=tuple)
+    columns: Tuple[Any, ...] = attr.ib(converter=_as_tuple)
     rows: Sequence[Sequence[Cell]] = ()
 
     def definitions(self) -> Tuple[ColumnDefinition41, ...]:

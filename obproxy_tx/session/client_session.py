@@ -9,7 +9,9 @@ logs in to a first server session, and then serves commands:
 
   - answered locally: C{COM_PING}, C{COM_QUIT}, C{COM_RESET_CONNECTION},
     C{COM_CHANGE_USER}, C{COM_STMT_CLOSE}, C{SELECT CONNECTION_ID()},
-    C{SET @obproxy_route_addr = ...}, C{KILL [QUERY|CONNECTION] <cs_id>};
+    C{SET @obproxy_route_addr = ...}, and the admin commands of
+    L{obproxy_tx.plugins} (C{SHOW PROXYSESSION}, C{KILL}, ...), which
+    L{obproxy_tx.admin.registry.CommandRegistry} recognises;
   - relayed to a server session chosen by L{ClientSession._route}: everything
     else. Rows are relayed undecoded (the hot path is L{ClientSession._relay}).
 
@@ -175,7 +177,6 @@ _FLOAT_TYPES = frozenset({ColumnType.MYSQL_TYPE_FLOAT, ColumnType.MYSQL_TYPE_DOU
 _DECIMAL_TYPES = frozenset({ColumnType.MYSQL_TYPE_DECIMAL, ColumnType.MYSQL_TYPE_NEWDECIMAL})
 _BINARY_CHARSET = 63
 _SELECT_ROUTE_ADDR = re.compile(rb"\s*select\s+@obproxy_route_addr\s*;?\s*\Z", re.I)
-_PROCESSLIST = re.compile(rb"\s*show\s+(full\s+)?processlist\s*;?\s*\Z", re.I)
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_.$]+\Z")
 
 
@@ -346,7 +347,6 @@ class ClientSession(Protocol):
         self._request_failed = False
         self._request_database: str | None = None
         self._versions_before = self.state.versions
-        self._side_request = False
         self._reported_sys_vars: set[str] = set()
         self._in_transaction = False
         self._multi_statements = True
@@ -1097,8 +1097,11 @@ class ClientSession(Protocol):
                 raise _RequestFailedError(refused.packet, close=self.login is None) from None
             except Exception as exc:  # connect errors of every kind
                 problems.append(f"{candidate.address}: {exc}")
+                self.stats.server_connect_failures += 1
                 continue
             self.stats.server_connects += 1
+            if problems:
+                self.stats.failovers += 1
             self._learn_login(ss)
             # A fresh session has the defaults (version 0 of every class) and
             # the database it logged in with.
@@ -1137,9 +1140,8 @@ class ClientSession(Protocol):
             ss: ServerSession | None = None
             if bound is not None and bound.key == key and bound.alive:
                 ss, self.bound = bound, None
-                self._side_request = False
             else:
-                if bound is not None and not self._side_request:
+                if bound is not None:
                     self.bound = None
                     bound.machine.pool()
                     self.pool.put(bound)
@@ -1190,9 +1192,11 @@ class ClientSession(Protocol):
             ss.multi_statements = self._multi_statements
         plan = self.state.plan(ss.versions)
         if plan.database is not None:
+            self.stats.sync_requests += 1
             answer = await ss.request(ComInitDB(plan.database.encode("utf-8", "surrogateescape")))
             self._log_sync_error(ss, answer, "COM_INIT_DB")
         if plan.statement is not None:
+            self.stats.sync_requests += 1
             answer = await ss.request(ComQuery(plan.statement.encode("utf-8", "surrogateescape")))
             self._log_sync_error(ss, answer, plan.statement)
         ss.versions = self.state.versions
@@ -1368,6 +1372,7 @@ class ClientSession(Protocol):
             self._forward(command, None)
 
     def _query(self, command: ComQuery) -> None:
+        self.stats.client_queries += 1
         recognised = self.manager.registry.recognise(command.query)
         if recognised is not None and self._admin(recognised):
             return
@@ -1381,14 +1386,6 @@ class ClientSession(Protocol):
         if info.route_addr is not None and info.kind is StatementKind.SET:
             self._set_route_addr(info.route_addr)
             return
-        if info.kind is StatementKind.KILL and info.kill is not None:
-            self._kill(*info.kill)
-            return
-        if info.kind is StatementKind.SHOW:
-            match = _PROCESSLIST.match(command.query)
-            if match is not None:
-                self._processlist(match.group(1) is not None)
-                return
         if info.kind is StatementKind.SELECT and _SELECT_ROUTE_ADDR.match(command.query):
             self._answer_value(b"@obproxy_route_addr", self.route_addr or 0)
             return
@@ -1537,53 +1534,6 @@ class ClientSession(Protocol):
     def _answer_value(self, name: bytes, value: object) -> None:
         self._answer_rows([(name, isinstance(value, int))], [(value,)])
 
-    def _processlist(self, full: bool) -> None:
-        """
-        SHOW [FULL] PROCESSLIST with the proxy's ids: every client session
-        of the same user (all of them for C{root}).
-        """
-        me = self.login
-        now = self.manager.reactor.seconds()
-        rows = []
-        for session in sorted(self.manager.client_sessions.values(), key=lambda cs: cs.cs_id):
-            login = session.login
-            if login is None or me is None:
-                continue
-            if me.user != "root" and login.full_name != me.full_name:
-                continue
-            command = session._request_command
-            info = None
-            if session is self:
-                info = "SHOW FULL PROCESSLIST" if full else "SHOW PROCESSLIST"
-            elif command is not None and command.__class__ is ComQuery:
-                info = command.query.decode("utf-8", "replace")
-                if not full:
-                    info = info[:100]
-            busy = session is self or session.active is not None
-            rows.append(
-                (
-                    session.cs_id,
-                    login.user,
-                    f"{session.peer}:{session.peer_port}",
-                    session.state.database,
-                    "Query" if busy else "Sleep",
-                    int(now - session.last_command_at),
-                    session.machine.state.value,
-                    info,
-                )
-            )
-        columns = [
-            (b"Id", True),
-            (b"User", False),
-            (b"Host", False),
-            (b"db", False),
-            (b"Command", False),
-            (b"Time", True),
-            (b"State", False),
-            (b"Info", False),
-        ]
-        self._answer_rows(columns, rows)
-
     def _set_route_addr(self, text: str) -> None:
         try:
             self.route_addr = parse_route_addr(text)
@@ -1638,6 +1588,7 @@ class ClientSession(Protocol):
         self._versions_before = self.state.versions
         ss.sink = self._relay
         ss.transact_count += 1
+        self.stats.server_requests += 1
         self._attach(ss)
         ss.send(command)
         if ss.conn.phase is Phase.COMMAND_IDLE:  # no answer (COM_STMT_SEND_LONG_DATA)
@@ -1730,7 +1681,8 @@ class ClientSession(Protocol):
         if not ss.conn.in_transaction:
             # ODP's trans_count: an autocommit statement is a transaction too.
             self.trans_count += 1
-        self._finish_request(ss, bind=not self._side_request)
+            self.stats.transactions += 1
+        self._finish_request(ss, bind=True)
         if fetch is not None and ss.alive:
             self._run(self._read_back(ss, *fetch))
             return
@@ -1784,7 +1736,6 @@ class ClientSession(Protocol):
         else:
             ss.machine.pool()
             self.pool.put(ss)
-        self._side_request = False
 
     async def _read_back(
         self, ss: ServerSession, sys_names: list[str], user_names: list[str]
@@ -1831,6 +1782,7 @@ class ClientSession(Protocol):
         )
 
     def _execute(self, command: ComStmtExecute) -> None:
+        self.stats.client_ps_executes += 1
         statement = self.statements.get(command.statement_id)
         if statement is None:
             self._unknown_statement(command.statement_id, "mysqld_stmt_execute")
@@ -2043,29 +1995,3 @@ class ClientSession(Protocol):
             raise
         self._finish_request(ss, bind=True)
         self._send(OKPacket(status_flags=self._status()))
-
-    def _kill(self, query_only: bool, target_id: int) -> None:
-        target = self.manager.find_client_session(target_id)
-        if target is None or target.login is None:
-            self._error(ErrorCode.ER_NO_SUCH_THREAD, f"Unknown thread id: {target_id}")
-            return
-        if target is self and not query_only:
-            self.close()
-            return
-        running = target.active
-        same_user = self.login is not None and target.login.full_name == self.login.full_name
-        if running is None:
-            if not query_only:
-                if not same_user:
-                    self._error(
-                        ErrorCode.ER_KILL_DENIED_ERROR, f"You are not owner of thread {target_id}"
-                    )
-                    return
-                target.close()
-            self._ok()
-            return
-        sql = f"KILL {'QUERY ' if query_only else ''}{running.backend_id}".encode()
-        self._side_request = True
-        if not query_only and same_user:
-            target.close()
-        self._forward(ComQuery(sql), None, server=running.server)
