@@ -1678,10 +1678,6 @@ class ClientSession(Protocol):
         elif command.__class__ is ComSetOption:
             self._multi_statements = command.option == 0
             ss.multi_statements = self._multi_statements
-        if not ss.conn.in_transaction:
-            # ODP's trans_count: an autocommit statement is a transaction too.
-            self.trans_count += 1
-            self.stats.transactions += 1
         self._finish_request(ss, bind=True)
         if fetch is not None and ss.alive:
             self._run(self._read_back(ss, *fetch))
@@ -1717,6 +1713,10 @@ class ClientSession(Protocol):
         was_in_transaction = self._in_transaction
         self._in_transaction = ss.conn.in_transaction
         if was_in_transaction and not self._in_transaction:
+            # trans_count counts explicit transactions: the spec's sessions that ran only
+            # autocommit statements (the CLI's own startup SELECT included) show 0.
+            self.trans_count += 1
+            self.stats.transactions += 1
             self.state.transaction_ended()
         current = self.state.versions
         if current is not self._versions_before and (

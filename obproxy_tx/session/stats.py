@@ -35,7 +35,7 @@ class SessionStats:
     @ivar server_connect_failures: server sessions that could not be opened.
     @ivar server_sessions_lost: server sessions that died under the session.
     @ivar failovers: logins or requests moved to another server.
-    @ivar transactions: completed transactions (autocommit statements included).
+    @ivar transactions: completed explicit transactions (not autocommit statements).
     """
 
     client_requests: int = 0
