@@ -1,0 +1,185 @@
+"""
+C{SHOW PROXYSTAT [REFRESH] [LIKE 'p']} and C{SELECT PROXY_VERSION()}.
+
+C{SHOW PROXYSTAT} answers ODP's columns C{stat_name, value, persist_type}
+(C{ob_show_stat_handler.cpp}; C{value} is a BIGINT column there too): the
+proxy-wide counters of C{SessionManager.stats} in their declared order, then
+figures derived when asked:
+
+  - C{current_client_connections}: client sessions open now;
+  - C{current_server_connections}: server sessions they hold now;
+  - C{uptime_seconds}: whole seconds since the session manager was made.
+
+C{persist_type} is C{NULL} for every row: ODP marks some totals
+C{PERSISTENT} because it saves them across restarts; this proxy saves none.
+C{REFRESH} asks ODP to fold per-thread counters first; ours are always
+current, so it changes nothing (it calls C{stats.refresh()} should the
+counters ever grow one).
+
+C{SHOW PROXYSTAT} is for C{root@sys} and C{root@proxysys}; other users'
+statements go to the backend, as ODP does.
+
+C{SELECT PROXY_VERSION()} answers one row with one column named
+C{PROXY_VERSION()}: L{obproxy_tx.__version__}, for every user. Any other
+statement that merely starts the same way (C{SELECT PROXY_VERSION() + 1},
+C{... FROM t}) is ordinary SQL and goes to the backend.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, List, Sequence, Tuple
+
+import attr
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from obproxy_tx import __version__
+from obproxy_tx.admin.interfaces import AdminContext, AdminResultSet, IAdminCommand, Privilege
+from obproxy_tx.admin.registry import like
+from obproxy_tx.plugins.obproxy_config import unquote
+from obproxy_tx.wire.constants import ColumnFlag, ColumnType
+from obproxy_tx.wire.packets import ColumnDefinition41
+
+_QUOTED = r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\""
+_FLAGS = re.IGNORECASE | re.DOTALL
+
+_SHOW_STAT = re.compile(
+    rf"SHOW\s+PROXYSTAT(?P<refresh>\s+REFRESH)?(?:\s+LIKE\s+(?P<like>{_QUOTED}))?", _FLAGS
+)
+_PROXY_VERSION = re.compile(r"SELECT\s+PROXY_VERSION\s*\(\s*\)", _FLAGS)
+
+PERSIST_NULL = "NULL"
+"""ODP's C{persist_type} of a counter that is not saved across restarts."""
+
+STAT_COLUMNS: Sequence[Any] = (
+    ColumnDefinition41(name=b"stat_name", character_set=45),
+    # ODP declares value as OB_MYSQL_TYPE_LONGLONG; clients then read numbers.
+    ColumnDefinition41(
+        name=b"value",
+        character_set=63,
+        column_type=ColumnType.MYSQL_TYPE_LONGLONG,
+        column_length=20,
+        flags=ColumnFlag.NOT_NULL_FLAG | ColumnFlag.BINARY_FLAG | ColumnFlag.NUM_FLAG,
+    ),
+    ColumnDefinition41(name=b"persist_type", character_set=45),
+)
+
+
+def derived_rows(manager: Any, now: float | None = None) -> List[Tuple[str, int]]:
+    """
+    Figures computed from the manager's state rather than counted.
+
+    @param manager: the session manager.
+    @param now: the current time in seconds since the epoch (default: now).
+    @return: C{(stat_name, value)} rows.
+    """
+    sessions = getattr(manager, "client_sessions", {}) or {}
+    servers = getattr(manager, "server_session_count", None)
+    if servers is None:
+        servers = sum(getattr(cs, "server_session_count", 0) for cs in sessions.values())
+    rows = [
+        ("current_client_connections", len(sessions)),
+        ("current_server_connections", int(servers)),
+    ]
+    started_at = getattr(manager, "started_at", None)
+    if started_at is not None:
+        current = time.time() if now is None else now
+        rows.append(("uptime_seconds", max(0, int(current - started_at))))
+    return rows
+
+
+@attr.s(auto_attribs=True, frozen=True)
+class StatMatch:
+    """
+    A parsed C{SHOW PROXYSTAT}.
+
+    @ivar refresh: whether C{REFRESH} was given.
+    @ivar pattern: the C{LIKE} pattern, or C{None}.
+    """
+
+    refresh: bool
+    pattern: str | None
+
+
+@implementer(IPlugin, IAdminCommand)
+class ShowProxyStat:
+    """
+    C{SHOW PROXYSTAT [REFRESH] [LIKE 'p']}.
+    """
+
+    name = "SHOW PROXYSTAT"
+    keywords = ("SHOW PROXYSTAT",)
+    columns = ("stat_name", "value", "persist_type")
+    privilege = Privilege.ADMIN
+    errors = ()
+    proxy_only = True
+    denied = None
+
+    def match(self, sql: str) -> StatMatch | None:
+        """
+        @param sql: the statement.
+        @return: the parsed statement, or C{None} if it is not this grammar.
+        """
+        found = _SHOW_STAT.fullmatch(sql.strip())
+        if found is None:
+            return None
+        literal = found.group("like")
+        pattern = unquote(literal, keep_like_escapes=True) if literal else None
+        return StatMatch(bool(found.group("refresh")), pattern)
+
+    def execute(self, context: AdminContext, match: StatMatch) -> AdminResultSet:
+        """
+        @param context: the caller's context (its manager's counters are read).
+        @param match: what L{match} returned.
+        @return: the counters, then the derived figures, filtered by C{LIKE}.
+        """
+        manager = context.manager
+        stats = getattr(manager, "stats", None)
+        if match.refresh and stats is not None:
+            refresh = getattr(stats, "refresh", None)
+            if refresh is not None:
+                refresh()
+        counted: Sequence[Tuple[str, Any]] = stats.rows() if stats is not None else ()
+        rows = [
+            (name, int(value), PERSIST_NULL)
+            for name, value in [*counted, *derived_rows(manager)]
+            if match.pattern is None or like(match.pattern, name)
+        ]
+        return AdminResultSet(STAT_COLUMNS, rows)
+
+
+@implementer(IPlugin, IAdminCommand)
+class SelectProxyVersion:
+    """
+    C{SELECT PROXY_VERSION()}.
+    """
+
+    name = "SELECT PROXY_VERSION()"
+    keywords = ("SELECT PROXY_VERSION",)
+    columns: Sequence[Any] = ("PROXY_VERSION()",)
+    privilege = Privilege.EVERYONE
+    errors = ()
+    # MySQL's SELECT: any other statement starting this way is the backend's.
+    proxy_only = False
+    denied = None
+
+    def match(self, sql: str) -> bool | None:
+        """
+        @param sql: the statement.
+        @return: C{True} for exactly C{SELECT PROXY_VERSION()}, else C{None}.
+        """
+        return True if _PROXY_VERSION.fullmatch(sql.strip()) else None
+
+    def execute(self, context: AdminContext, match: object) -> AdminResultSet:
+        """
+        @param context: unused.
+        @param match: unused.
+        @return: one row: the proxy's version.
+        """
+        return AdminResultSet(self.columns, [(__version__,)])
+
+
+show_proxy_stat = ShowProxyStat()
+select_proxy_version = SelectProxyVersion()
