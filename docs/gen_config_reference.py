@@ -2,8 +2,8 @@
 Regenerate the tables of C{docs/configuration.md} from the code.
 
 The item reference comes from L{obproxy_tx.config.ITEMS} (name, type, default,
-range, restart, description) and the cluster and user keys from the fields of
-L{ClusterConfig<obproxy_tx.config.ClusterConfig>} and
+range, restart, SHOW PROXYCONFIG visible level, description) and the cluster
+and user keys from the fields of L{ClusterConfig<obproxy_tx.config.ClusterConfig>} and
 L{UserEntry<obproxy_tx.config.UserEntry>}, so the page cannot drift from what
 the proxy accepts. Only the text between the C{<!-- BEGIN GENERATED: x -->} and
 C{<!-- END GENERATED: x -->} markers is replaced; the rest of the page is
@@ -143,8 +143,8 @@ def items_table() -> str:
     The reference table of every config item, in SHOW PROXYCONFIG order.
     """
     rows = [
-        "| Item | Type | Default | Range | Restart | Description |",
-        "|---|---|---|---|---|---|",
+        "| Item | Type | Default | Range | Restart | Level | Description |",
+        "|---|---|---|---|---|---|---|",
     ]
     for item in ITEMS.values():
         description = item.description.replace("<", "&lt;")  # plain text, not code
@@ -157,6 +157,8 @@ def items_table() -> str:
             notes.append(f"ODP's default: {ODP_DEFAULTS[item.name]}")
         if item.sensitive:
             notes.append("secret: SHOW PROXYCONFIG and messages hide it")
+        if not item.alterable:
+            notes.append("ALTER PROXYCONFIG cannot change it")
         if notes:
             description += " *(" + "; ".join(notes) + ")*"
         rows.append(
@@ -169,6 +171,7 @@ def items_table() -> str:
                     _default(item),
                     _code(item.range) if item.range else "",
                     "yes" if item.need_reboot else "",
+                    item.visible_level,
                     description,
                 )
             )

@@ -71,7 +71,9 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_server",
+    "read_item_texts",
     "set_item",
+    "with_item_values",
 ]
 
 
@@ -275,6 +277,14 @@ def _check_endpoint(text: str) -> str:
     return text
 
 
+VISIBLE_USER = "USER"
+"""Visible level of items operators tune (timeouts, limits, login rules)."""
+VISIBLE_SYS = "SYS"
+"""Visible level of items about how the proxy is deployed (ports, ids, TLS files)."""
+VISIBLE_DBA = "DBA"
+"""Visible level of credentials: only C{SHOW PROXYCONFIG ALL} lists them, masked."""
+
+
 @attrs.frozen
 class ConfigItem:
     """
@@ -289,7 +299,14 @@ class ConfigItem:
     @ivar minimum: the smallest legal value of a number.
     @ivar maximum: the largest legal value of a number.
     @ivar choices: the legal values of a L{ItemKind.CHOICE} item.
-    @ivar sensitive: whether the value is a secret or a password hash.
+    @ivar sensitive: whether the value is a secret or a password hash: SHOW
+        PROXYCONFIG masks it and messages never repeat it.
+    @ivar visible_level: SHOW PROXYCONFIG's C{visible_level} column (ODP's
+        levels): C{USER} for what operators tune, C{SYS} for how the proxy is
+        deployed, C{DBA} for credentials, which only C{SHOW PROXYCONFIG ALL}
+        lists (masked).
+    @ivar alterable: whether ALTER PROXYCONFIG may change it (C{False} for
+        items that say where ALTER PROXYCONFIG saves its changes).
     """
 
     name: str
@@ -301,6 +318,8 @@ class ConfigItem:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     sensitive: bool = False
+    visible_level: str = VISIBLE_USER
+    alterable: bool = True
 
     @property
     def range(self) -> str:
@@ -454,6 +473,7 @@ _ITEM_LIST = [
         need_reboot=True,
         minimum=0,
         maximum=65535,
+        visible_level=VISIBLE_SYS,
     ),
     _item(
         "local_bound_ip",
@@ -461,6 +481,7 @@ _ITEM_LIST = [
         "0.0.0.0",
         "address the SQL port binds to",
         need_reboot=True,
+        visible_level=VISIBLE_SYS,
     ),
     _item(
         "listen",
@@ -469,6 +490,7 @@ _ITEM_LIST = [
         "Twisted server endpoint string for the SQL port (e.g. tcp:2883:interface=127.0.0.1); "
         "when set it replaces listen_port and local_bound_ip",
         need_reboot=True,
+        visible_level=VISIBLE_SYS,
     ),
     _item(
         "proxy_id",
@@ -478,6 +500,7 @@ _ITEM_LIST = [
         need_reboot=True,
         minimum=0,
         maximum=8191,
+        visible_level=VISIBLE_SYS,
     ),
     _item(
         "client_session_id_version",
@@ -488,6 +511,7 @@ _ITEM_LIST = [
         need_reboot=True,
         minimum=1,
         maximum=2,
+        visible_level=VISIBLE_SYS,
     ),
     _item(
         "work_thread_num",
@@ -497,6 +521,7 @@ _ITEM_LIST = [
         need_reboot=True,
         minimum=1,
         maximum=128,
+        visible_level=VISIBLE_SYS,
     ),
     _item(
         "proxy_service_mode",
@@ -505,6 +530,7 @@ _ITEM_LIST = [
         "client: server session ids are the backends' own; server: they are the cs_id",
         need_reboot=True,
         choices=("client", "server"),
+        visible_level=VISIBLE_SYS,
     ),
     _item(
         "client_max_connections",
@@ -563,6 +589,7 @@ _ITEM_LIST = [
         False,
         "serve Prometheus metrics on prometheus_listen_port",
         need_reboot=True,
+        visible_level=VISIBLE_SYS,
     ),
     _item(
         "prometheus_listen_port",
@@ -572,6 +599,7 @@ _ITEM_LIST = [
         need_reboot=True,
         minimum=0,
         maximum=65535,
+        visible_level=VISIBLE_SYS,
     ),
     _item(
         "username_separator",
@@ -591,6 +619,7 @@ _ITEM_LIST = [
         b"",
         "verifier (*HEX) of the local admin root@proxysys; empty: empty password",
         sensitive=True,
+        visible_level=VISIBLE_DBA,
     ),
     _item(
         "inspector_password",
@@ -598,24 +627,28 @@ _ITEM_LIST = [
         b"",
         "verifier (*HEX) of inspector@proxysys, which may only PING PROXY",
         sensitive=True,
+        visible_level=VISIBLE_DBA,
     ),
     _item(
         "proxysys_allowed_networks",
         _K.NETWORKS,
         (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
         "client networks root@proxysys and inspector@proxysys may log in from",
+        visible_level=VISIBLE_SYS,
     ),
     _item(
         "skip_proxyro_check",
         _K.BOOL,
         False,
         "let clients log in as proxyro@sys, the metadata account",
+        visible_level=VISIBLE_SYS,
     ),
     _item(
         "metadata_user",
         _K.STRING,
         "",
         "account the proxy uses to read user verifiers from a backend (learn_users)",
+        visible_level=VISIBLE_SYS,
     ),
     _item(
         "metadata_password",
@@ -623,6 +656,7 @@ _ITEM_LIST = [
         "",
         "password of metadata_user",
         sensitive=True,
+        visible_level=VISIBLE_DBA,
     ),
     _item(
         "enable_client_ssl",
@@ -630,6 +664,7 @@ _ITEM_LIST = [
         False,
         "offer TLS to clients (needs client_ssl_cert and client_ssl_key)",
         need_reboot=True,
+        visible_level=VISIBLE_SYS,
     ),
     _item(
         "client_ssl_cert",
@@ -637,6 +672,7 @@ _ITEM_LIST = [
         "",
         "PEM certificate (chain) the proxy shows clients",
         need_reboot=True,
+        visible_level=VISIBLE_SYS,
     ),
     _item(
         "client_ssl_key",
@@ -644,24 +680,39 @@ _ITEM_LIST = [
         "",
         "PEM private key of client_ssl_cert",
         need_reboot=True,
+        visible_level=VISIBLE_SYS,
     ),
     _item(
         "enable_server_ssl",
         _K.BOOL,
         False,
         "use TLS to backend servers",
+        visible_level=VISIBLE_SYS,
     ),
     _item(
         "server_ssl_ca",
         _K.STRING,
         "",
         "PEM CA certificates that backend certificates must chain to; empty: system trust",
+        visible_level=VISIBLE_SYS,
     ),
     _item(
         "enable_client_compression",
         _K.BOOL,
         False,
         "offer the MySQL compressed protocol to clients",
+    ),
+    _item(
+        "altered_config_file",
+        _K.STRING,
+        "",
+        "YAML file where ALTER PROXYCONFIG saves the items it changes, read again at start "
+        "(after the -c file, before -o); relative to the -c file's directory; empty: "
+        "<-c file>.altered.yaml, or nowhere without -c",
+        need_reboot=True,
+        visible_level=VISIBLE_SYS,
+        # Saving where to save in the file it names would be circular.
+        alterable=False,
     ),
 ]
 
@@ -881,6 +932,9 @@ class ProxyConfig:
     @ivar source: the file the configuration came from.
     @ivar origins: for each key path, where its value came from (used in
         error messages about combinations of values).
+    @ivar store_path: the absolute path of the file where ALTER PROXYCONFIG
+        saves changed items (see L{obproxy_tx.config_store}), or C{""} when
+        there is none (no C{-c} file and no C{altered_config_file}).
     """
 
     clusters: tuple[ClusterConfig, ...] = ()
@@ -914,7 +968,9 @@ class ProxyConfig:
     enable_server_ssl: bool = _item_field("enable_server_ssl")
     server_ssl_ca: str = _item_field("server_ssl_ca")
     enable_client_compression: bool = _item_field("enable_client_compression")
+    altered_config_file: str = _item_field("altered_config_file")
     source: str = attrs.field(default="<defaults>", eq=False)
+    store_path: str = attrs.field(default="", eq=False)
     origins: Mapping[str, str] = attrs.field(factory=dict, eq=False, repr=False)
 
     @property
@@ -1217,6 +1273,63 @@ def _read_document(reader: _Reader, document: object) -> ProxyConfig:
     return ProxyConfig(**values, source=reader.source, origins=reader.origins)
 
 
+def read_item_texts(text: str, source: str) -> dict[str, tuple[Any, str]]:
+    """
+    Read a YAML mapping of config items only (no C{clusters}), as
+    L{obproxy_tx.config_store} saves them: each value is text as C{-o} and
+    ALTER PROXYCONFIG take it, or a YAML scalar typed as in the main file.
+
+    @param text: the YAML text.
+    @param source: the file name, for messages and origins.
+    @return: C{{name: (value, origin)}} in file order, values converted to
+        their Python form; an empty document gives C{{}}.
+    @raise ConfigError: bad YAML, not a mapping, an unknown item, a bad value
+        (messages never repeat a sensitive item's value).
+    """
+    reader = _Reader(source)
+    try:
+        document = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = " ".join(part for part in (e.context, e.problem) if part)
+        raise reader.fail(f"invalid YAML: {problem}", "", line) from None
+    except yaml.YAMLError as e:
+        raise reader.fail(f"invalid YAML: {e}", "", None) from None
+    if document is None:
+        return {}
+    if not isinstance(document, _Mapping):
+        raise reader.fail(f"expected a mapping of config items, got {_describe(document)}", "", 1)
+    values: dict[str, tuple[Any, str]] = {}
+    for key, value in document.items():
+        line = document.lines[key]
+        item = ITEMS.get(key)
+        if item is None:
+            raise reader.fail(_unknown_key(key, ITEMS, list_known=False), key, line)
+        try:
+            converted = item.from_text(value) if isinstance(value, str) else item.from_yaml(value)
+        except _Invalid as e:
+            raise reader.fail(e.problem, key, line) from None
+        values[key] = (converted, reader.where(line))
+    return values
+
+
+def with_item_values(config: ProxyConfig, values: Mapping[str, tuple[Any, str]]) -> ProxyConfig:
+    """
+    Set already converted item values (as L{read_item_texts} returns them)
+    without checking how they combine.
+
+    @param config: the configuration.
+    @param values: C{{name: (value, origin)}}.
+    @return: the new configuration.
+    """
+    if not values:
+        return config
+    origins = {**config.origins, **{name: origin for name, (_, origin) in values.items()}}
+    changes = {name: value for name, (value, _) in values.items()}
+    return attrs.evolve(config, **changes, origins=origins)
+
+
 def _parse_unchecked(text: str, source: str) -> ProxyConfig:
     reader = _Reader(source)
     try:
@@ -1405,7 +1518,7 @@ def _with_rootservice_list(config: ProxyConfig, text: str, origin: str) -> Proxy
     return attrs.evolve(config, clusters=(first, *config.clusters[1:]), origins=origins)
 
 
-def apply_overrides(
+def _apply_overrides_unchecked(
     config: ProxyConfig,
     *,
     listen_port: str | int | None = None,
@@ -1413,18 +1526,8 @@ def apply_overrides(
     options: Sequence[str] = (),
 ) -> ProxyConfig:
     """
-    Apply ODP-style command-line overrides, then check the result as a whole.
-
-    @param listen_port: C{-p PORT}: sets C{listen_port} and clears C{listen},
-        since the command line wins over an endpoint string in the file.
-    @param rootservice_list: C{-r "ip:port;ip:port"}: replaces the servers of
-        the default (first) cluster.
-    @param options: each C{-o} argument, C{name=value[,name=value]}; values
-        are coerced to the item's type. A comma followed by C{name=} starts the
-        next pair, so other commas may appear in values. The name
-        C{rootservice_list} works as C{-r} does.
-    @return: the new configuration.
-    @raise ConfigError: naming the option, the item and the problem.
+    Apply the command-line overrides (see L{apply_overrides}) without checking
+    how the result combines.
     """
     if listen_port is not None:
         origin = f"command line -p {listen_port}"
@@ -1449,9 +1552,78 @@ def apply_overrides(
                 config = _with_rootservice_list(config, value, origin)
             else:
                 config = _set_item_unchecked(config, name, value, origin=origin)
+    return config
+
+
+def _settle(
+    config: ProxyConfig,
+    *,
+    listen_port: str | int | None,
+    rootservice_list: str | None,
+    options: Sequence[str],
+    saved: bool,
+    config_file: str | None,
+) -> ProxyConfig:
+    """
+    Finish a configuration read from a file (or built in): the items ALTER
+    PROXYCONFIG saved, then the command line, then the whole-configuration
+    check. This is ODP's precedence: command line over saved over file.
+    """
+    if saved:
+        # config_store builds on this module; importing it here, when it is
+        # used, keeps the import graph one-way at module level.
+        from obproxy_tx import config_store
+
+        # Where the saved items live may itself come from -o
+        # altered_config_file, so look at the overridden value first.
+        probe = _apply_overrides_unchecked(
+            config, listen_port=listen_port, rootservice_list=rootservice_list, options=options
+        )
+        path = config_store.store_path_for(config_file, probe.altered_config_file)
+        if path:
+            config = config_store.apply_saved(config, path)
+        config = attrs.evolve(config, store_path=path)
+    config = _apply_overrides_unchecked(
+        config, listen_port=listen_port, rootservice_list=rootservice_list, options=options
+    )
     # Checked once, after every override: -o metadata_user=... may be what makes
     # an earlier -p (or the file's learn_users) valid.
     return check_config(config)
+
+
+def apply_overrides(
+    config: ProxyConfig,
+    *,
+    listen_port: str | int | None = None,
+    rootservice_list: str | None = None,
+    options: Sequence[str] = (),
+    saved: bool = False,
+) -> ProxyConfig:
+    """
+    Apply ODP-style command-line overrides, then check the result as a whole.
+
+    @param listen_port: C{-p PORT}: sets C{listen_port} and clears C{listen},
+        since the command line wins over an endpoint string in the file.
+    @param rootservice_list: C{-r "ip:port;ip:port"}: replaces the servers of
+        the default (first) cluster.
+    @param options: each C{-o} argument, C{name=value[,name=value]}; values
+        are coerced to the item's type. A comma followed by C{name=} starts the
+        next pair, so other commas may appear in values. The name
+        C{rootservice_list} works as C{-r} does.
+    @param saved: first apply the items ALTER PROXYCONFIG saved in the file
+        C{altered_config_file} names (relative to the working directory), if
+        it names one (what C{twistd obproxy} without C{-c} does).
+    @return: the new configuration.
+    @raise ConfigError: naming the option, the item and the problem.
+    """
+    return _settle(
+        config,
+        listen_port=listen_port,
+        rootservice_list=rootservice_list,
+        options=options,
+        saved=saved,
+        config_file=None,
+    )
 
 
 def parse_config(
@@ -1461,17 +1633,25 @@ def parse_config(
     listen_port: str | int | None = None,
     rootservice_list: str | None = None,
     options: Sequence[str] = (),
+    saved: bool = True,
 ) -> ProxyConfig:
     """
-    Parse YAML text, apply command-line overrides (see L{apply_overrides}) and
-    check the result.
+    Parse YAML text, apply the saved items of C{altered_config_file} if the
+    text or an override names one, apply command-line overrides (see
+    L{apply_overrides}) and check the result.
 
     @param source: the name messages use for the text, normally its file name.
+    @param saved: whether to apply saved items at all.
     @raise ConfigError: any problem, naming file, line, key and problem.
     """
     config = _parse_unchecked(text, source)
-    return apply_overrides(
-        config, listen_port=listen_port, rootservice_list=rootservice_list, options=options
+    return _settle(
+        config,
+        listen_port=listen_port,
+        rootservice_list=rootservice_list,
+        options=options,
+        saved=saved,
+        config_file=None,
     )
 
 
@@ -1481,13 +1661,17 @@ def load_config(
     listen_port: str | int | None = None,
     rootservice_list: str | None = None,
     options: Sequence[str] = (),
+    saved: bool = True,
 ) -> ProxyConfig:
     """
-    Read a configuration file, apply command-line overrides and check the result.
+    Read a configuration file, apply the items ALTER PROXYCONFIG saved (in
+    C{altered_config_file}, by default C{<path>.altered.yaml}), apply
+    command-line overrides and check the result.
 
     @param path: the YAML file.
-    @raise ConfigError: the file cannot be read or any problem in it or in the
-        overrides.
+    @param saved: whether to apply saved items at all.
+    @raise ConfigError: the file or the saved items cannot be read, or any
+        problem in them or in the overrides.
     """
     source = os.fspath(path)
     try:
@@ -1497,10 +1681,12 @@ def load_config(
         raise ConfigError(f"cannot read the file: {e.strerror}", origin=source) from None
     except UnicodeDecodeError:
         raise ConfigError("the file is not UTF-8 text", origin=source) from None
-    return parse_config(
-        text,
-        source=source,
+    config = _parse_unchecked(text, source)
+    return _settle(
+        config,
         listen_port=listen_port,
         rootservice_list=rootservice_list,
         options=options,
+        saved=saved,
+        config_file=source,
     )

@@ -416,9 +416,11 @@ class Options(usage.Options):
         "Run obproxy_tx, an OceanBase (ODP) compatible SQL proxy. The configuration "
         "comes from the YAML file given with -c (examples/conf.yaml is a commented "
         "one); without -c, one OceanBase cluster 'obcluster' with the user root@sys "
-        "and an empty password is assumed and -r must name its servers. -p, -r and -o "
-        "then override the file, as ODP's flags do; -o takes every config item listed "
-        "by --help. Put twistd's own options (-n, --pidfile, -l) before 'obproxy'."
+        "and an empty password is assumed and -r must name its servers. Items changed "
+        "with ALTER PROXYCONFIG are saved (altered_config_file, by default FILE.altered.yaml) "
+        "and applied after the file; -p, -r and -o then override both, as ODP's flags do; "
+        "-o takes every config item listed by --help. Put twistd's own options (-n, "
+        "--pidfile, -l) before 'obproxy'."
     )
 
     optParameters = [
@@ -505,8 +507,10 @@ class Options(usage.Options):
             "rootservice_list": self["rootservice-list"],
             "options": options,
         }
+        # Both read the items ALTER PROXYCONFIG saved (obproxy_tx.config_store)
+        # between the file and the command line: command line > saved > file.
         if self["config"] is None:
-            return apply_overrides(default_config(), **overrides)
+            return apply_overrides(default_config(), **overrides, saved=True)
         return load_config(self["config"], **overrides)
 
 

@@ -104,7 +104,7 @@ def test_registry_matches_config_attributes() -> None:
         assert name == item.name
         assert name in fields
         assert defaults.item_value(name) == item.default
-    assert fields - set(ITEMS) == {"clusters", "source", "origins"}
+    assert fields - set(ITEMS) == {"clusters", "source", "origins", "store_path"}
 
 
 def test_minimal_file_gets_defaults() -> None:
