@@ -73,9 +73,7 @@ from obproxy_tx.wire.scramble import native_password_verifier, verifier_to_hex
 
 _log = Logger()
 
-# Typed Sequence[Any]: mypy cannot solve AdminResultSet's converter=tuple for
-# narrower types.
-COLUMNS: Sequence[Any] = (
+COLUMNS = (
     "name",
     "value",
     "info",

@@ -53,7 +53,7 @@ _PROXY_VERSION = re.compile(r"SELECT\s+PROXY_VERSION\s*\(\s*\)", _FLAGS)
 PERSIST_NULL = "NULL"
 """ODP's C{persist_type} of a counter that is not saved across restarts."""
 
-STAT_COLUMNS: Sequence[Any] = (
+STAT_COLUMNS = (
     ColumnDefinition41(name=b"stat_name", character_set=45),
     # ODP declares value as OB_MYSQL_TYPE_LONGLONG; clients then read numbers.
     ColumnDefinition41(
@@ -158,7 +158,7 @@ class SelectProxyVersion:
 
     name = "SELECT PROXY_VERSION()"
     keywords = ("SELECT PROXY_VERSION",)
-    columns: Sequence[Any] = ("PROXY_VERSION()",)
+    columns = ("PROXY_VERSION()",)
     privilege = Privilege.EVERYONE
     errors = ()
     # MySQL's SELECT: any other statement starting this way is the backend's.
