@@ -638,6 +638,29 @@ def test_malformed_show_proxysession(proxy: Proxy, login: str, statement: str) -
     assert answer == (BAD_INTERNAL_CMD, "Unknown operator, bad internal cmd")
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="CommandRegistry.recognise answers an unmatched statement with the first command "
+    "in name order whose keywords it starts with (KILL, not proxy_only), not the most "
+    "specific one (KILL PROXYSESSION): the statement goes to MariaDB (1054)",
+)
+@pytest.mark.parametrize("login", ["alice@t1", "root@sys"])
+@pytest.mark.parametrize("statement", ["KILL PROXYSESSION", "KILL PROXYSESSION x"])
+@pytest_twisted.inlineCallbacks
+def test_malformed_kill_proxysession(proxy: Proxy, login: str, statement: str) -> Iterator[Any]:
+    """
+    A malformed KILL PROXYSESSION is the proxy's too (ODP: a parse error of an
+    internal command), for an admin and a non-admin alike: 5010, never
+    MariaDB's answer to a KILL of a column named PROXYSESSION.
+    """
+
+    def body(s: Sessions) -> Any:
+        return error(s[login], statement)
+
+    answer = yield in_thread(with_sessions, proxy, [login], body)
+    assert answer == (BAD_INTERNAL_CMD, "Unknown operator, bad internal cmd")
+
+
 @pytest.mark.parametrize(
     "statement",
     [
