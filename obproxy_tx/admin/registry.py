@@ -139,15 +139,19 @@ class CommandRegistry:
         if not head.startswith(self._prefixes):
             return None
         text = sql.decode("utf-8", "replace").strip().rstrip(";").strip()
+        # Unmatched, the statement belongs to the command with the longest keywords it
+        # starts with: "KILL PROXYSESSION x" is a bad KILL PROXYSESSION, not a KILL.
         unmatched = None
+        unmatched_width = -1
         for command, prefixes in self._keyed:
-            if not any(_starts_with_words(head, prefix) for prefix in prefixes):
+            width = max((len(p) for p in prefixes if _starts_with_words(head, p)), default=-1)
+            if width < 0:
                 continue
             match = command.match(text)
             if match is not None:
                 return Recognised(command, match)
-            if unmatched is None:
-                unmatched = command
+            if width > unmatched_width:
+                unmatched, unmatched_width = command, width
         if unmatched is None:
             return None
         return Recognised(unmatched, None)

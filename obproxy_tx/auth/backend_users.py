@@ -394,7 +394,7 @@ class BackendUserDirectory:
 
             reactor = global_reactor
         self.reactor: Any = reactor
-        self._config = config
+        self.config = config
         self._cluster = cluster
         self.cluster_name: str = getattr(cluster, "name", str(cluster))
         self._connect = connect or self._connect_metadata
@@ -412,9 +412,9 @@ class BackendUserDirectory:
     async def _connect_metadata_async(self) -> Any:
         from obproxy_tx.protocol.client import connect
 
-        user = getattr(self._config, "metadata_user", "") or ""
-        password = getattr(self._config, "metadata_password", "") or ""
-        timeout = getattr(self._config, "short_async_task_timeout", 5.0) or 5.0
+        user = getattr(self.config, "metadata_user", "") or ""
+        password = getattr(self.config, "metadata_password", "") or ""
+        timeout = getattr(self.config, "short_async_task_timeout", 5.0) or 5.0
         servers: Sequence[Any] = getattr(self._cluster, "servers", ()) or ()
         if not user:
             raise BackendUsersError(

@@ -668,9 +668,10 @@ class ClientSession(Protocol):
         remaining = self._idle_since + self._idle_timeout - reactor.seconds()
         self._idle_timer = reactor.callLater(max(remaining, 0.0), self._idle_timer_fired)
 
-    def _follow_wait_timeout(self) -> None:
+    def follow_wait_timeout(self) -> None:
         """
-        Re-arm the idle timer when the session's C{wait_timeout} changed.
+        Re-arm the idle timer when the session's C{wait_timeout} changed (its
+        own variable, or C{default_inactivity_timeout} by C{ALTER PROXYCONFIG}).
         """
         if self._idle_timer is not None and self._wait_timeout() != self._idle_timeout:
             self._watch_idle()
@@ -1640,7 +1641,7 @@ class ClientSession(Protocol):
                     state.set_database(schema or None)
             if sys_vars:
                 state.set_sys_vars(sys_vars)
-                self._follow_wait_timeout()
+                self.follow_wait_timeout()
             if not self.conn.capabilities & Capability.CLIENT_SESSION_TRACK:
                 return OKPacket(
                     ok.affected_rows,
@@ -1771,7 +1772,7 @@ class ClientSession(Protocol):
             for name, raw, column in zip(user_names, values[count:], columns[count:])
         )
         ss.versions = ss.versions.after_statement(before, self.state.versions)
-        self._follow_wait_timeout()
+        self.follow_wait_timeout()
 
     # -- prepared statements ------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from obproxy_tx.admin.registry import CommandRegistry
-from obproxy_tx.config import BackendServer, ClusterConfig, ProxyConfig
+from obproxy_tx.config import ITEMS, BackendServer, ClusterConfig, ProxyConfig
 from obproxy_tx.session.client_session import ClientSession
 from obproxy_tx.session.ids import (
     ClientSessionIdAllocator,
@@ -166,6 +166,39 @@ class SessionManager(Service):
         for session in list(self.client_sessions.values()):
             session.close()
         return super().stopService()
+
+    def reconfigure(self, new_config: ProxyConfig) -> None:
+        """
+        Run with C{new_config} from now on (C{ALTER PROXYCONFIG}).
+
+        Only items that take effect without a restart may differ. Everything
+        here and in the sessions reads C{self.config} when it needs a value
+        (C{client_max_connections} at the next accept, timeouts at the next
+        connect, login or idle check), so swapping it is the change; what
+        keeps a copy is updated: the user directories of clusters that learn
+        users, and idle timers armed with the old C{default_inactivity_timeout}.
+
+        @param new_config: the checked new configuration.
+        @raise ValueError: an item that needs a restart, or the clusters,
+            differ; nothing was changed.
+        """
+        old = self.config
+        changed = [name for name in ITEMS if new_config.item_value(name) != old.item_value(name)]
+        frozen = [name for name in changed if ITEMS[name].need_reboot]
+        if frozen:
+            raise ValueError(f"{', '.join(frozen)} can only change at restart")
+        if new_config.clusters != old.clusters:
+            raise ValueError("clusters can only change at restart")
+        self.config = new_config
+        for directory in self._user_directories.values():
+            if hasattr(directory, "config"):
+                directory.config = new_config
+        if "default_inactivity_timeout" in changed:
+            for session in list(self.client_sessions.values()):
+                session.follow_wait_timeout()
+        if changed:
+            # Names only: values may be secrets.
+            self._log.info("configuration changed: {names}", names=", ".join(changed))
 
     def listener_factory(self) -> IProtocolFactory:
         """
