@@ -58,6 +58,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from obproxy_tx import __version__
+from obproxy_tx.admin.registry import CommandRegistry
 from obproxy_tx.config import (
     ITEMS,
     ClusterConfig,
@@ -494,6 +495,11 @@ class Options(usage.Options):
             listen_endpoint(config, self.reactor)
         except ConfigError as e:
             self._config_failed = True
+            raise usage.UsageError(str(e)) from None
+        try:
+            # Two plugins with one command name: say which, in one line, before starting.
+            CommandRegistry.from_plugins()
+        except ValueError as e:
             raise usage.UsageError(str(e)) from None
         self.proxy_config = config
 

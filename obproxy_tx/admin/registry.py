@@ -60,7 +60,8 @@ class CommandRegistry:
     @ivar _commands: the commands, in registration order.
     @ivar _prefixes: every keyword prefix, upper case, as C{bytes}.
     @ivar _width: how many leading bytes to upper-case for the prefix check.
-    @ivar _anchors: the first byte (upper and lower case) of every prefix.
+    @ivar _anchors: the first byte (upper and lower case) of every prefix, and blanks.
+    @ivar _quick: matches the start of a statement that may be a command.
     """
 
     def __init__(self, commands: Iterable[Any] = ()) -> None:
@@ -72,6 +73,7 @@ class CommandRegistry:
         self._prefixes: Tuple[bytes, ...] = ()
         self._width = 0
         self._anchors: frozenset[int] = frozenset()
+        self._quick: Callable[[bytes], Any] = lambda sql: None
         for command in commands:
             self.register(command)
 
@@ -106,8 +108,12 @@ class CommandRegistry:
         @param command: an L{IAdminCommand} provider.
         @raise ValueError: a command with the same name is registered.
         """
-        if any(existing.name == command.name for existing in self._commands):
-            raise ValueError(f"admin command {command.name!r} is already registered")
+        for existing in self._commands:
+            if existing.name == command.name:
+                raise ValueError(
+                    f"admin command {command.name!r} is provided twice: by "
+                    f"{type(existing).__module__} and by {type(command).__module__}"
+                )
         self._commands.append(command)
         self._keyed.append((command, _normalised(command.keywords)))
         prefixes = {
@@ -117,7 +123,13 @@ class CommandRegistry:
         self._width = max((len(prefix) for prefix in prefixes), default=0)
         self._anchors = frozenset(
             byte for prefix in prefixes for byte in (prefix[0], prefix[:1].lower()[0])
-        )
+        ) | frozenset(b" \t\r\n\f\v")
+        # One case-insensitive regex of every prefix (blanks as \s+): ordinary SQL that
+        # shares a first letter ("SELECT id ...") fails inside it after a few bytes.
+        self._quick = re.compile(
+            rb"\s*(?:" + b"|".join(re.escape(p).replace(b"\\ ", rb"\s+") for p in prefixes) + b")",
+            re.IGNORECASE,
+        ).match
 
     def recognise(self, sql: bytes) -> Recognised | None:
         """
@@ -132,9 +144,9 @@ class CommandRegistry:
         @param sql: the statement text.
         @return: the command and its match, or C{None}.
         """
-        start = sql.lstrip()[: self._width * 2 + 1]
-        if not start or start[0] not in self._anchors:
+        if not sql or sql[0] not in self._anchors or self._quick(sql) is None:
             return None
+        start = sql.lstrip()[: self._width * 2 + 1]
         head = _BLANKS.sub(b" ", start.upper())
         if not head.startswith(self._prefixes):
             return None

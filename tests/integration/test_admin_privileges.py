@@ -638,12 +638,6 @@ def test_malformed_show_proxysession(proxy: Proxy, login: str, statement: str) -
     assert answer == (BAD_INTERNAL_CMD, "Unknown operator, bad internal cmd")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CommandRegistry.recognise answers an unmatched statement with the first command "
-    "in name order whose keywords it starts with (KILL, not proxy_only), not the most "
-    "specific one (KILL PROXYSESSION): the statement goes to MariaDB (1054)",
-)
 @pytest.mark.parametrize("login", ["alice@t1", "root@sys"])
 @pytest.mark.parametrize("statement", ["KILL PROXYSESSION", "KILL PROXYSESSION x"])
 @pytest_twisted.inlineCallbacks
