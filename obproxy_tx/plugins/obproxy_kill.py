@@ -42,9 +42,18 @@ _MAX_DIGITS = 17
 _MAX_ID = 2**64 - 1
 """The largest thread id MySQL's C{KILL} takes (an unsigned 64-bit integer)."""
 
-# Between tokens: blanks or ordinary /* */ comments. Executable comments
-# (/*! */, MariaDB's /*M! */) carry SQL, so a statement with one is not ours.
-_GAP = r"(?:\s|/\*(?!!|M!).*?\*/)"
+# Between tokens: blanks or comments (/* */, "-- " and "#" to the end of the
+# line). A KILL left unmatched goes to the backend, where its id would name
+# some other backend thread, so MySQL's ordinary comments must not make us
+# miss one. Executable comments (/*! */, MariaDB's /*M! */) carry SQL, so a
+# statement with one is not ours.
+# The block comment is spelled so that it can only end at its first */: with
+# .*? a run of comments could be split in exponentially many ways, and a long
+# statement that fails to match would hold the reactor.
+_GAP = (
+    r"(?:\s|/\*(?!!|M!)[^*]*\*+(?:[^/*][^*]*\*+)*/"
+    r"|(?:--(?:[ \t\r\f\v][^\n]*)?|\#[^\n]*)(?:\n|\Z))"
+)
 # Tokens need a gap between them, except before a sign: MySQL reads KILL-5.
 _SEP = rf"(?:{_GAP}+|{_GAP}*(?=[-+]))"
 _FLAGS = re.IGNORECASE | re.ASCII | re.DOTALL
@@ -64,15 +73,28 @@ _KILL_PROXYSESSION = re.compile(
 )
 
 
-def _number(text: str) -> tuple[int, bool]:
+def _number(text: str) -> int | None:
     """
     @param text: an integer as the statement gave it (sign and digits).
-    @return: its value, and whether it is a thread id at all: no longer
-        than ODP's lexer reads and within C{0 .. 2**64-1}.
+    @return: its value if it is a thread id at all (no longer than ODP's
+        lexer reads, within C{0 .. 2**64-1}), else C{None}.
     """
+    if len(text.lstrip("+-")) > _MAX_DIGITS:
+        # Not converted: int() of a huge digit string is slow (or refused).
+        return None
     value = int(text)
-    digits = text.lstrip("+-")
-    return value, len(digits) <= _MAX_DIGITS and 0 <= value <= _MAX_ID
+    return value if 0 <= value <= _MAX_ID else None
+
+
+def _shown(text: str) -> str:
+    """
+    @param text: an integer as the statement gave it (sign and digits).
+    @return: it as MySQL prints a number (no C{+}, no leading zeros),
+        computed on the text so that any length is cheap.
+    """
+    digits = text.lstrip("+-").lstrip("0") or "0"
+    negative = text.startswith("-") and digits != "0"
+    return f"-{digits}" if negative else digits
 
 
 @attr.s(auto_attribs=True, frozen=True)
@@ -82,15 +104,14 @@ class KillMatch:
 
     @ivar query: C{KILL QUERY} (only the running statement), else the
         connection.
-    @ivar number: the id's value (possibly no thread id at all, see
-        C{valid}); shown in the error messages.
-    @ivar valid: whether C{number} can name a thread (C{0 .. 2**64-1}, at
-        most 17 digits); other ids are simply unknown threads.
+    @ivar number: the id, or C{None} when it can name no thread (negative,
+        over C{2**64-1} or longer than 17 digits): simply an unknown thread.
+    @ivar shown: the id as the error messages show it.
     """
 
     query: bool
-    number: int
-    valid: bool
+    number: int | None
+    shown: str
 
 
 @attr.s(auto_attribs=True, frozen=True)
@@ -208,10 +229,12 @@ class Kill:
         found = _KILL.fullmatch(sql)
         if found is None:
             return None
-        number, valid = _number(found.group("id"))
+        text = found.group("id")
         kind = found.group("kind")
         return KillMatch(
-            query=kind is not None and kind.upper() == "QUERY", number=number, valid=valid
+            query=kind is not None and kind.upper() == "QUERY",
+            number=_number(text),
+            shown=_shown(text),
         )
 
     def execute(self, context: AdminContext, match: KillMatch) -> Any:
@@ -225,8 +248,8 @@ class Kill:
         @raise AdminError: 1094 unknown id, 1095 not the caller's to kill,
             1317 (then the connection closes) when the caller killed itself.
         """
-        if not match.valid:
-            raise access.unknown_thread(match.number)
+        if match.number is None:
+            raise AdminError(ErrorCode.ER_NO_SUCH_THREAD, f"Unknown thread id: {match.shown}")
         caller = context.session
         target = _resolve(context, match.number)
         if target is caller:
@@ -279,14 +302,14 @@ class KillProxySession:
         found = _KILL_PROXYSESSION.fullmatch(sql)
         if found is None:
             return None
-        number, valid = _number(found.group("id"))
-        if not valid:
+        number = _number(found.group("id"))
+        if number is None:
             return None
         ss_text = found.group("ss_id")
         if ss_text is None:
             return KillProxySessionMatch(number)
-        ss_id, valid = _number(ss_text)
-        if not valid:
+        ss_id = _number(ss_text)
+        if ss_id is None:
             return None
         return KillProxySessionMatch(number, ss_id)
 
