@@ -4,8 +4,9 @@ odp-reference notes §3.5 and §4.3-§4.5):
 
   - C{KILL id}, C{KILL CONNECTION id}, C{KILL QUERY id}: MySQL's own
     statements, answered by the proxy for everyone because the ids a client
-    sees are the proxy's. Other forms (MariaDB's C{KILL USER x},
-    C{KILL HARD 5}, C{KILL QUERY ID 5}, expressions) are not ours: they go
+    sees are the proxy's; MariaDB's C{HARD}/C{SOFT} are accepted and mean
+    nothing more here. Other forms (MariaDB's C{KILL USER x}, C{KILL QUERY ID
+    5} whose id is the backend's query id, expressions) are not ours: they go
     to the backend as ordinary SQL.
   - C{KILL PROXYSESSION id} and C{KILL PROXYSESSION id ss_id}: the proxy's
     own, for admins only; anyone else gets ODP's
@@ -58,8 +59,11 @@ _GAP = (
 _SEP = rf"(?:{_GAP}+|{_GAP}*(?=[-+]))"
 _FLAGS = re.IGNORECASE | re.ASCII | re.DOTALL
 
+# MariaDB's HARD/SOFT only say how hard to kill; the id is still a connection id, so those
+# forms are ours too: forwarded, their id would name some other backend thread.
 _KILL = re.compile(
-    rf"KILL(?:{_GAP}+(?P<kind>CONNECTION|QUERY))?{_SEP}(?P<id>[-+]?[0-9]+){_GAP}*",
+    rf"KILL(?:{_GAP}+(?:HARD|SOFT))?(?:{_GAP}+(?P<kind>CONNECTION|QUERY))?{_SEP}"
+    rf"(?P<id>[-+]?[0-9]+){_GAP}*",
     _FLAGS,
 )
 

@@ -206,6 +206,10 @@ def test_both_commands_are_plugins() -> None:
             id="5000 digits",
         ),
         ("KILL /* a */ /**/ /*** b **/5", KillMatch(query=False, number=5, shown="5")),
+        # MariaDB's HARD/SOFT: still a connection id, so still ours.
+        ("KILL HARD 5", KillMatch(query=False, number=5, shown="5")),
+        ("kill soft query 5", KillMatch(query=True, number=5, shown="5")),
+        ("KILL HARD CONNECTION 5", KillMatch(query=False, number=5, shown="5")),
     ],
 )
 def test_kill_accepts(sql: str, expected: KillMatch) -> None:
@@ -224,8 +228,9 @@ def test_kill_accepts(sql: str, expected: KillMatch) -> None:
         "KILL CONNECTION",
         "KILL USER bob",
         "KILL CONNECTION USER bob",
-        "KILL HARD 5",
-        "KILL SOFT QUERY 5",
+        "KILL HARD",
+        "KILL HARD USER bob",
+        "KILL SOFTQUERY 5",
         "KILL QUERY ID 5",
         "KILL 5 6",
         "KILL 5.0",
