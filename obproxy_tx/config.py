@@ -1287,15 +1287,7 @@ def read_item_texts(text: str, source: str) -> dict[str, tuple[Any, str]]:
         (messages never repeat a sensitive item's value).
     """
     reader = _Reader(source)
-    try:
-        document = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark
-        line = mark.line + 1 if mark is not None else None
-        problem = " ".join(part for part in (e.context, e.problem) if part)
-        raise reader.fail(f"invalid YAML: {problem}", "", line) from None
-    except yaml.YAMLError as e:
-        raise reader.fail(f"invalid YAML: {e}", "", None) from None
+    document = _load_yaml(reader, text)
     if document is None:
         return {}
     if not isinstance(document, _Mapping):
@@ -1330,10 +1322,13 @@ def with_item_values(config: ProxyConfig, values: Mapping[str, tuple[Any, str]])
     return attrs.evolve(config, **changes, origins=origins)
 
 
-def _parse_unchecked(text: str, source: str) -> ProxyConfig:
-    reader = _Reader(source)
+def _load_yaml(reader: _Reader, text: str) -> Any:
+    """
+    @return: the YAML document in C{text} (mappings remember their lines).
+    @raise ConfigError: the text is not YAML, naming the line and the problem.
+    """
     try:
-        document = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         line = mark.line + 1 if mark is not None else None
@@ -1341,6 +1336,11 @@ def _parse_unchecked(text: str, source: str) -> ProxyConfig:
         raise reader.fail(f"invalid YAML: {problem}", "", line) from None
     except yaml.YAMLError as e:
         raise reader.fail(f"invalid YAML: {e}", "", None) from None
+
+
+def _parse_unchecked(text: str, source: str) -> ProxyConfig:
+    reader = _Reader(source)
+    document = _load_yaml(reader, text)
     return _read_document(reader, document)
 
 

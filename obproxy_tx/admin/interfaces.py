@@ -10,6 +10,7 @@ from typing import Any, Iterable, Sequence, Tuple
 import attr
 from zope.interface import Attribute, Interface
 
+from obproxy_tx.wire.constants import ColumnFlag, ColumnType
 from obproxy_tx.wire.packets import ColumnDefinition41
 
 
@@ -134,6 +135,48 @@ Cell = Any
 """A cell value: C{None} (SQL NULL), C{bytes}, C{str} or anything C{str()}-able."""
 
 
+_UTF8MB4 = 45
+_BINARY = 63
+
+
+def integer_column(name: str, unsigned: bool = False) -> ColumnDefinition41:
+    """
+    A C{BIGINT} result column, as ODP declares its numeric columns
+    (C{OB_MYSQL_TYPE_LONGLONG}): clients right-align and type its values.
+
+    @param name: the column name.
+    @param unsigned: flag it C{UNSIGNED} (ids that may exceed 2**63).
+    """
+    flags = ColumnFlag.BINARY_FLAG | ColumnFlag.NUM_FLAG
+    if unsigned:
+        flags |= ColumnFlag.UNSIGNED_FLAG
+    return ColumnDefinition41(
+        name=name.encode("utf-8"),
+        character_set=_BINARY,
+        column_length=20 if unsigned else 21,
+        column_type=ColumnType.MYSQL_TYPE_LONGLONG,
+        flags=flags,
+        decimals=0,
+    )
+
+
+def text_column(name: str) -> ColumnDefinition41:
+    """
+    A C{VARCHAR} result column (utf8mb4), what a plain column name in
+    L{AdminResultSet.columns} becomes.
+
+    @param name: the column name.
+    """
+    return ColumnDefinition41(
+        name=name.encode("utf-8"),
+        character_set=_UTF8MB4,
+        column_length=1024,
+        column_type=ColumnType.MYSQL_TYPE_VAR_STRING,
+        flags=ColumnFlag(0),
+        decimals=0,
+    )
+
+
 def _as_tuple(columns: Iterable[Any]) -> Tuple[Any, ...]:
     """
     A typed converter, so that mypy accepts any iterable of columns.
@@ -159,8 +202,6 @@ class AdminResultSet:
             C{VAR_STRING} utf8mb4 columns).
         """
         return tuple(
-            column
-            if isinstance(column, ColumnDefinition41)
-            else ColumnDefinition41(name=str(column).encode("utf-8"), character_set=45)
+            column if isinstance(column, ColumnDefinition41) else text_column(str(column))
             for column in self.columns
         )

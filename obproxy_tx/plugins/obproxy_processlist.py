@@ -30,8 +30,15 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from obproxy_tx.admin import access
-from obproxy_tx.admin.interfaces import AdminContext, AdminResultSet, IAdminCommand, Privilege
-from obproxy_tx.plugins.obproxy_proxysession import integer_column, result_set, text_column
+from obproxy_tx.admin.interfaces import (
+    AdminContext,
+    AdminResultSet,
+    IAdminCommand,
+    Privilege,
+    integer_column,
+    text_column,
+)
+from obproxy_tx.plugins.obproxy_proxysession import result_set
 
 __all__ = ["ProcessListQuery", "ShowProcessList", "show_processlist"]
 

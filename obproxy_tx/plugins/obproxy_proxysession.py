@@ -42,6 +42,8 @@ from obproxy_tx.admin.interfaces import (
     AdminResultSet,
     IAdminCommand,
     Privilege,
+    integer_column,
+    text_column,
 )
 from obproxy_tx.admin.registry import like
 from obproxy_tx.admin.sysvars import sys_variable_flag
@@ -54,7 +56,6 @@ from obproxy_tx.session.sync import (
     sys_var_literal,
 )
 from obproxy_tx.wire.connection import RowData
-from obproxy_tx.wire.constants import ColumnFlag, ColumnType
 from obproxy_tx.wire.errors import ErrorCode
 from obproxy_tx.wire.packets import ColumnDefinition41, ERRPacket, decode_text_values
 
@@ -71,47 +72,8 @@ __all__ = [
     "variable_literal",
 ]
 
-_UTF8MB4 = 45
-_BINARY = 63
 
 # -- column definitions ---------------------------------------------------------------
-
-
-def integer_column(name: str, unsigned: bool = False) -> ColumnDefinition41:
-    """
-    A C{BIGINT} result column, as ODP declares its numeric columns
-    (C{OB_MYSQL_TYPE_LONGLONG}): clients right-align and type its values.
-
-    @param name: the column name.
-    @param unsigned: flag it C{UNSIGNED} (ids that may exceed 2**63).
-    """
-    flags = ColumnFlag.BINARY_FLAG | ColumnFlag.NUM_FLAG
-    if unsigned:
-        flags |= ColumnFlag.UNSIGNED_FLAG
-    return ColumnDefinition41(
-        name=name.encode("utf-8"),
-        character_set=_BINARY,
-        column_length=20 if unsigned else 21,
-        column_type=ColumnType.MYSQL_TYPE_LONGLONG,
-        flags=flags,
-        decimals=0,
-    )
-
-
-def text_column(name: str) -> ColumnDefinition41:
-    """
-    A C{VARCHAR} result column (utf8mb4).
-
-    @param name: the column name.
-    """
-    return ColumnDefinition41(
-        name=name.encode("utf-8"),
-        character_set=_UTF8MB4,
-        column_length=1024,
-        column_type=ColumnType.MYSQL_TYPE_VAR_STRING,
-        flags=ColumnFlag(0),
-        decimals=0,
-    )
 
 
 def result_set(
@@ -123,9 +85,7 @@ def result_set(
     @param columns: the column definitions (see L{integer_column}, L{text_column}).
     @param rows: the rows.
     """
-    # Typed as Any: mypy cannot see through AdminResultSet's tuple converter.
-    definitions: Tuple[Any, ...] = tuple(columns)
-    return AdminResultSet(definitions, rows)
+    return AdminResultSet(columns, rows)
 
 
 def _names(columns: Sequence[ColumnDefinition41]) -> Tuple[str, ...]:

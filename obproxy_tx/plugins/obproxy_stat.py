@@ -36,11 +36,16 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from obproxy_tx import __version__
-from obproxy_tx.admin.interfaces import AdminContext, AdminResultSet, IAdminCommand, Privilege
+from obproxy_tx.admin.interfaces import (
+    AdminContext,
+    AdminResultSet,
+    IAdminCommand,
+    Privilege,
+    integer_column,
+    text_column,
+)
 from obproxy_tx.admin.registry import like
 from obproxy_tx.plugins.obproxy_config import unquote
-from obproxy_tx.wire.constants import ColumnFlag, ColumnType
-from obproxy_tx.wire.packets import ColumnDefinition41
 
 _QUOTED = r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\""
 _FLAGS = re.IGNORECASE | re.DOTALL
@@ -54,16 +59,10 @@ PERSIST_NULL = "NULL"
 """ODP's C{persist_type} of a counter that is not saved across restarts."""
 
 STAT_COLUMNS = (
-    ColumnDefinition41(name=b"stat_name", character_set=45),
+    text_column("stat_name"),
     # ODP declares value as OB_MYSQL_TYPE_LONGLONG; clients then read numbers.
-    ColumnDefinition41(
-        name=b"value",
-        character_set=63,
-        column_type=ColumnType.MYSQL_TYPE_LONGLONG,
-        column_length=20,
-        flags=ColumnFlag.NOT_NULL_FLAG | ColumnFlag.BINARY_FLAG | ColumnFlag.NUM_FLAG,
-    ),
-    ColumnDefinition41(name=b"persist_type", character_set=45),
+    integer_column("value"),
+    text_column("persist_type"),
 )
 
 

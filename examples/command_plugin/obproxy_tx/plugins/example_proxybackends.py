@@ -34,14 +34,18 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Tuple
 
-import attr
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from obproxy_tx.admin.interfaces import AdminContext, AdminResultSet, IAdminCommand, Privilege
+from obproxy_tx.admin.interfaces import (
+    AdminContext,
+    AdminResultSet,
+    IAdminCommand,
+    Privilege,
+    integer_column,
+    text_column,
+)
 from obproxy_tx.admin.registry import like
-from obproxy_tx.wire.constants import ColumnFlag, ColumnType
-from obproxy_tx.wire.packets import ColumnDefinition41
 
 # The whole statement (the registry has already stripped blanks and a trailing
 # ';'). Only this regular expression runs, and only for statements whose first
@@ -64,17 +68,8 @@ COLUMNS = (
 )
 """The result columns, in order."""
 
-_TEXT = ColumnDefinition41(name=b"", character_set=45)  # utf8mb4 VAR_STRING
-_COUNT = ColumnDefinition41(
-    name=b"",
-    character_set=63,  # binary: a number
-    column_length=21,
-    column_type=ColumnType.MYSQL_TYPE_LONGLONG,
-    flags=ColumnFlag.NOT_NULL_FLAG | ColumnFlag.BINARY_FLAG | ColumnFlag.NUM_FLAG,
-)
 DEFINITIONS = tuple(
-    attr.evolve(_TEXT if index < 3 else _COUNT, name=name.encode("ascii"))
-    for index, name in enumerate(COLUMNS)
+    text_column(name) if index < 3 else integer_column(name) for index, name in enumerate(COLUMNS)
 )
 """
 Full column definitions: the counts are C{BIGINT}, so clients type them as
