@@ -13,8 +13,9 @@ The proxy runs on the test reactor (pytest-twisted); blocking clients run in wor
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Sequence, Tuple
 
 import attrs
 import pymysql
@@ -217,3 +218,46 @@ def in_thread(function: Callable[..., Any], *args: Any) -> Any:
     Run blocking client code in a thread; the reactor keeps serving the proxy.
     """
     return threads.deferToThread(function, *args)
+
+
+@contextlib.contextmanager
+def mariadb_accounts(
+    mariadb: Any, accounts: Mapping[str, str], grant: str = "SELECT ON {database}.*"
+) -> Iterator[None]:
+    """
+    Accounts on the MariaDB test bed for the time of the C{with} block,
+    made with its C{admin} account (the test bed's own C{root} logs in only
+    through the unix socket) and dropped afterwards.
+
+    @param mariadb: the C{mariadb} fixture's server.
+    @param accounts: C{"'user'@'host'"} -> password (mysql_native_password).
+    @param grant: what each account is granted (C{{database}} is the test
+        bed's database).
+    """
+    admin = mariadb.account("admin")
+    direct = pymysql.connect(
+        host=mariadb.host,
+        port=mariadb.port,
+        user=admin.user,
+        password=admin.password,
+        autocommit=True,
+    )
+    try:
+        with direct.cursor() as cursor:
+            for name, password in accounts.items():
+                quoted = name.replace("%", "%%")  # the statement goes through %-formatting
+                cursor.execute(
+                    f"CREATE OR REPLACE USER {quoted} IDENTIFIED VIA mysql_native_password "
+                    "USING PASSWORD(%s)",
+                    (password,),
+                )
+                cursor.execute(
+                    f"GRANT {grant.format(database=mariadb.database)} TO {name}"
+                    + (" WITH GRANT OPTION" if grant.startswith("ALL") else "")
+                )
+        yield
+    finally:
+        with direct.cursor() as cursor:
+            for name in accounts:
+                cursor.execute(f"DROP USER IF EXISTS {name}")
+        direct.close()

@@ -20,7 +20,6 @@ import subprocess
 from pathlib import Path
 from typing import Iterator, List
 
-import pymysql  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
 from obproxy_tx import __version__
@@ -32,7 +31,7 @@ from tests.integration.test_twistd import (
     twistd_command,
     wait_for_port,
 )
-from tests.proxy_fixtures import verifier
+from tests.proxy_fixtures import mariadb_accounts, verifier
 from tests.testbed import Server
 
 pytestmark = pytest.mark.integration
@@ -60,26 +59,8 @@ def root_account(mariadb: Server) -> Iterator[Server]:
     C{'root'@'127.0.0.1'} on MariaDB (the proxy's C{root@sys} logs in as
     it), made for this module and dropped after it.
     """
-    admin = mariadb.account("admin")
-    direct = pymysql.connect(
-        host=mariadb.host,
-        port=mariadb.port,
-        user=admin.user,
-        password=admin.password,
-        autocommit=True,
-    )
-    try:
-        with direct.cursor() as cursor:
-            cursor.execute(
-                "CREATE OR REPLACE USER 'root'@'127.0.0.1' IDENTIFIED VIA "
-                f"mysql_native_password USING PASSWORD('{ROOT_PASSWORD}')"
-            )
-            cursor.execute(f"GRANT SELECT ON {mariadb.database}.* TO 'root'@'127.0.0.1'")
+    with mariadb_accounts(mariadb, {"'root'@'127.0.0.1'": ROOT_PASSWORD}):
         yield mariadb
-    finally:
-        with direct.cursor() as cursor:
-            cursor.execute("DROP USER IF EXISTS 'root'@'127.0.0.1'")
-        direct.close()
 
 
 def write_config(directory: Path, server: Server, port: int) -> Path:

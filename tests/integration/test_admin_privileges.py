@@ -40,6 +40,7 @@ from obproxy_tx.session.manager import SessionManager
 from tests.proxy_fixtures import (
     Proxy,
     in_thread,
+    mariadb_accounts,
     reactor,
     stop_proxy,
     stop_proxy_later,
@@ -84,31 +85,11 @@ def accounts(mariadb: Server) -> Iterator[Server]:
     and dropped after it. Nobody gets PROCESS or SUPER: whatever the proxy
     lets them do is the proxy's decision, not the server's.
     """
-    admin = mariadb.account("admin")
-    direct = pymysql.connect(
-        host=mariadb.host,
-        port=mariadb.port,
-        user=admin.user,
-        password=admin.password,
-        autocommit=True,
-    )
-    names = []
-    try:
-        with direct.cursor() as cursor:
-            for account, password in USERS.values():
-                name = f"'{account}'@'{HOSTS.get(account, '%')}'"
-                names.append(name)
-                cursor.execute(
-                    f"CREATE OR REPLACE USER {name} IDENTIFIED VIA mysql_native_password "
-                    f"USING PASSWORD('{password}')"
-                )
-                cursor.execute(f"GRANT SELECT ON {mariadb.database}.* TO {name}")
+    names = {
+        f"'{account}'@'{HOSTS.get(account, '%')}'": password for account, password in USERS.values()
+    }
+    with mariadb_accounts(mariadb, names):
         yield mariadb
-    finally:
-        with direct.cursor() as cursor:
-            for name in names:
-                cursor.execute(f"DROP USER IF EXISTS {name}")
-        direct.close()
 
 
 def config_text(servers: Sequence[str], extra: str = "") -> str:

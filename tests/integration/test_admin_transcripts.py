@@ -27,7 +27,6 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
 
 import attrs
-import pymysql
 import pytest
 import pytest_twisted
 
@@ -45,7 +44,14 @@ from tests.integration.admin_cli import (
     reconnected_id,
     strip_echo,
 )
-from tests.proxy_fixtures import BACKENDS, Proxy, in_thread, start_proxy_for, stop_proxy
+from tests.proxy_fixtures import (
+    BACKENDS,
+    Proxy,
+    in_thread,
+    mariadb_accounts,
+    start_proxy_for,
+    stop_proxy,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -164,26 +170,10 @@ def mariadb_root(mariadb: Any) -> Iterator[Tuple[str, str]]:
     backends.  Made afresh for this module and dropped after it, since another module
     (test_admin_privileges) makes and drops the same account with its own password.
     """
-    admin = mariadb.accounts["admin"]
-    connection = pymysql.connect(
-        host=mariadb.host,
-        port=mariadb.port,
-        user=admin.user,
-        password=admin.password,
-        autocommit=True,
-    )
-    with connection:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "CREATE OR REPLACE USER 'root'@'127.0.0.1' IDENTIFIED BY %s",
-                (MARIADB_ROOT_PASSWORD,),
-            )
-            cursor.execute("GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION")
-        try:
-            yield "root", MARIADB_ROOT_PASSWORD
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute("DROP USER IF EXISTS 'root'@'127.0.0.1'")
+    with mariadb_accounts(
+        mariadb, {"'root'@'127.0.0.1'": MARIADB_ROOT_PASSWORD}, grant="ALL PRIVILEGES ON *.*"
+    ):
+        yield "root", MARIADB_ROOT_PASSWORD
 
 
 @attrs.define

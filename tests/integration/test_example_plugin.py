@@ -25,7 +25,7 @@ import pymysql
 import pytest
 
 from tests.integration.test_twistd import free_port, twistd_command, wait_for_port
-from tests.proxy_fixtures import verifier
+from tests.proxy_fixtures import mariadb_accounts, verifier
 from tests.testbed import Server
 
 pytestmark = pytest.mark.integration
@@ -187,22 +187,8 @@ def root_account(mariadb: Server) -> Iterator[Server]:
     test bed's own root logs in only through the unix socket), dropped after
     the module.
     """
-    admin = mariadb.account("admin")
-    direct = pymysql.connect(
-        host=mariadb.host, port=mariadb.port, user=admin.user, password=admin.password
-    )
-    try:
-        with direct.cursor() as cursor:
-            cursor.execute(
-                "CREATE OR REPLACE USER 'root'@'127.0.0.1' IDENTIFIED VIA mysql_native_password "
-                f"USING PASSWORD('{ROOT_PASSWORD}')"
-            )
-            cursor.execute(f"GRANT SELECT ON {mariadb.database}.* TO 'root'@'127.0.0.1'")
+    with mariadb_accounts(mariadb, {"'root'@'127.0.0.1'": ROOT_PASSWORD}):
         yield mariadb
-    finally:
-        with direct.cursor() as cursor:
-            cursor.execute("DROP USER IF EXISTS 'root'@'127.0.0.1'")
-        direct.close()
 
 
 def write_config(path: Path, backend: Server) -> Path:
