@@ -92,6 +92,7 @@ _KIND_NAMES = {
     ItemKind.ENDPOINT: "endpoint",
     ItemKind.IP: "IP address",
     ItemKind.SEPARATOR: "separators",
+    ItemKind.ADDRESSES: "addresses",
 }
 
 #: What each cluster key means; must name every field of ClusterConfig.

@@ -210,6 +210,9 @@ class ItemKind(Enum):
     """A Twisted server endpoint string, or empty."""
     IP = "ip"
     SEPARATOR = "separator"
+    ADDRESSES = "addresses"
+    """Where to reach other proxy nodes: C{ip:port} or Twisted client endpoint
+    strings, a YAML list or text separated by C{;}."""
 
 
 _DURATION_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -265,6 +268,18 @@ def _parse_networks(items: Iterable[object]) -> Networks:
         except ValueError:
             raise _Invalid(f"{item!r} is not an IP network such as '10.0.0.0/8'") from None
     return tuple(networks)
+
+
+def _parse_addresses(items: Iterable[object]) -> tuple[str, ...]:
+    addresses = []
+    for item in items:
+        if not isinstance(item, str):
+            raise _Invalid(f"expected an address such as '10.0.0.2:2999', got {_describe(item)}")
+        # Checked as a server address is, so that a typo stops start-up rather
+        # than the first SHOW PROXYSESSION.
+        parse_server(item)
+        addresses.append(item.strip())
+    return tuple(addresses)
 
 
 def _check_endpoint(text: str) -> str:
@@ -378,6 +393,14 @@ class ConfigItem:
             if isinstance(value, str):
                 return self.from_text(value)
             raise _Invalid(f"expected a list of networks, got {_describe(value)}")
+        if kind is ItemKind.ADDRESSES:
+            if isinstance(value, list):
+                return _parse_addresses(value)
+            if value is None:
+                return ()
+            if isinstance(value, str):
+                return self.from_text(value)
+            raise _Invalid(f"expected a list of addresses, got {_describe(value)}")
         if value is None and kind in _TEXT_KINDS:
             value = ""
         if (
@@ -424,6 +447,9 @@ class ConfigItem:
             return _parse_verifier_text(text.strip())
         if kind is ItemKind.NETWORKS:
             return _parse_networks(piece for piece in re.split(r"[;,]", text) if piece.strip())
+        if kind is ItemKind.ADDRESSES:
+            # Not split at commas: "," never starts a new -o pair before "name=".
+            return _parse_addresses(piece for piece in text.split(";") if piece.strip())
         if kind is ItemKind.ENDPOINT:
             return _check_endpoint(text)
         if kind is ItemKind.IP:
@@ -455,6 +481,8 @@ class ConfigItem:
             return "******" if value else ""
         if kind is ItemKind.NETWORKS:
             return ";".join(str(network) for network in value)
+        if kind is ItemKind.ADDRESSES:
+            return ";".join(value)
         return str(value)
 
 
@@ -517,7 +545,8 @@ _ITEM_LIST = [
         "work_thread_num",
         _K.INT,
         1,
-        "number of workers sharing the SQL port; sizes the worker bits of cs_id",
+        "number of worker processes sharing the SQL port (more than 1: a parent process owns "
+        "the port and starts them); sizes the worker bits of cs_id",
         need_reboot=True,
         minimum=1,
         maximum=128,
@@ -701,6 +730,35 @@ _ITEM_LIST = [
         _K.BOOL,
         False,
         "offer the MySQL compressed protocol to clients",
+    ),
+    _item(
+        "proxy_peers",
+        _K.ADDRESSES,
+        (),
+        "the other proxy nodes' channel addresses (their proxy_peer_listen), ip:port or Twisted "
+        "client endpoint strings separated by ';': SHOW PROXYSESSION, SHOW PROCESSLIST and KILL "
+        "then reach their sessions; this node's own address may be listed",
+        need_reboot=True,
+        visible_level=VISIBLE_SYS,
+    ),
+    _item(
+        "proxy_peer_listen",
+        _K.ENDPOINT,
+        "",
+        "Twisted server endpoint string where this node answers other proxy nodes (e.g. "
+        "tcp:2999:interface=10.0.0.5); empty: no other node can reach this one",
+        need_reboot=True,
+        visible_level=VISIBLE_SYS,
+    ),
+    _item(
+        "proxy_cluster_secret",
+        _K.PASSWORD,
+        "",
+        "secret shared by the proxy nodes, which each proves to the other before the channel "
+        "serves it (it can kill sessions); required with proxy_peers or proxy_peer_listen",
+        need_reboot=True,
+        sensitive=True,
+        visible_level=VISIBLE_DBA,
     ),
     _item(
         "altered_config_file",
@@ -968,6 +1026,9 @@ class ProxyConfig:
     enable_server_ssl: bool = _item_field("enable_server_ssl")
     server_ssl_ca: str = _item_field("server_ssl_ca")
     enable_client_compression: bool = _item_field("enable_client_compression")
+    proxy_peers: tuple[str, ...] = _item_field("proxy_peers")
+    proxy_peer_listen: str = _item_field("proxy_peer_listen")
+    proxy_cluster_secret: str = attrs.field(default="", repr=False)
     altered_config_file: str = _item_field("altered_config_file")
     source: str = attrs.field(default="<defaults>", eq=False)
     store_path: str = attrs.field(default="", eq=False)
@@ -1428,6 +1489,13 @@ def check_config(config: ProxyConfig) -> ProxyConfig:
             f"{config.proxy_id} does not fit client_session_id_version 1 (at most 255); "
             "use client_session_id_version 2 or a smaller proxy_id",
             "proxy_id",
+        )
+    if (config.proxy_peers or config.proxy_peer_listen) and not config.proxy_cluster_secret:
+        raise _fail_at(
+            config,
+            "the channel between proxy nodes can kill sessions, so it needs a shared secret: "
+            "set proxy_cluster_secret (the same on every node)",
+            "proxy_peers" if config.proxy_peers else "proxy_peer_listen",
         )
     if (
         config.enable_prometheus

@@ -106,18 +106,29 @@ class SessionManager(Service):
     @ivar registry: the admin commands clients may run.
     @ivar stats: the proxy-wide counters (C{SHOW PROXYSTAT}).
     @ivar started_at: when the manager was made, in seconds since the epoch.
+    @ivar worker: which worker process this is (0 with one process): the
+        worker bits of every C{cs_id} it allocates.
+    @ivar cluster: the channel to the other workers and proxy nodes
+        (L{obproxy_tx.cluster}), or C{None} when this process is the whole
+        proxy; admin commands consult it for sessions they do not hold.
     """
 
     _log = Logger()
 
     def __init__(
-        self, config: ProxyConfig, reactor: Any = None, registry: CommandRegistry | None = None
+        self,
+        config: ProxyConfig,
+        reactor: Any = None,
+        registry: CommandRegistry | None = None,
+        *,
+        worker: int = 0,
     ) -> None:
         """
         @param config: the proxy configuration.
         @param reactor: the reactor (default: the global one, resolved lazily).
         @param registry: the admin commands (default: every plugin found in
             L{obproxy_tx.plugins}).
+        @param worker: this process's worker number, below C{work_thread_num}.
         """
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -131,7 +142,9 @@ class SessionManager(Service):
         self.started_at = time.time()
         self.greetings: dict[str, HandshakeV10] = {}
         self._probes: dict[str, defer.Deferred[HandshakeV10 | None]] = {}
-        self._cs_ids = ClientSessionIdAllocator(config.client_session_id_layout())
+        self.worker = worker
+        self.cluster: Any = None
+        self._cs_ids = ClientSessionIdAllocator(config.client_session_id_layout(), worker)
         self._ss_ids = ServerSessionIdCounter()
         self._proxy_sessid_seq = itertools.count(1)
         self._next_server: dict[str, Any] = {}
