@@ -5,6 +5,7 @@
 #   make test           install everything (apt + pip), lint, run the whole test suite
 #   make testbed-up     start real MariaDB and seekdb servers for tests (kept running)
 #   make testbed-down   stop them
+#   make bench          the side-by-side benchmark (docs/performance.md); BENCH_PYPY=1 adds PyPy
 #
 # CI runs `bash .ci/run`, which is `make test`.
 
@@ -22,7 +23,7 @@ TYPED_TEST_CODE = tests/testbed tests/golden tests/conftest.py
 TYPED_EXTRA = twisted/plugins/obproxy_plugin.py examples/embedded_proxy.py docs/gen_config_reference.py
 
 .PHONY: test install install-system install-python lint pytest run run-example certs \
-        testbed-up testbed-down testbed-status golden
+        testbed-up testbed-down testbed-status golden bench
 
 test: install lint pytest
 
@@ -84,3 +85,16 @@ testbed-status:
 
 golden:
 	$(PYTHON) -m tests.golden.capture
+
+# The side-by-side benchmark: direct, a bare Twisted relay, HAProxy and obproxy_tx (1 worker and
+# one per core; under PyPy too with BENCH_PYPY=1) on real MariaDB and seekdb. Installs sysbench,
+# haproxy, matplotlib (and PyPy) first; writes bench/results/latest.{md,json,png}. About ten
+# minutes; a long run: make bench BENCH_ARGS='--time 10 --stream-mib 1024 --idle-clients 10000'.
+BENCH_ARGS ?=
+BENCH_PYPY ?= 0
+
+bench:
+	@$(PYTHON) -c 'import twisted, attrs, OpenSSL, cryptography, yaml' 2>/dev/null || $(MAKE) install-python
+	bash scripts/install-system-deps.sh
+	BENCH_PYPY=$(BENCH_PYPY) PYTHON=$(PYTHON) bash scripts/install-bench-deps.sh
+	$(PYTHON) -m bench.run $(if $(filter 1,$(BENCH_PYPY)),--pypy) $(BENCH_ARGS)
