@@ -613,6 +613,38 @@ _ITEM_LIST = [
         maximum=5,
     ),
     _item(
+        "enable_session_pool_for_no_sharding",
+        _K.BOOL,
+        True,
+        "keep the server sessions of clients that quit in a pool shared by later clients of "
+        "the same backend user, reset before reuse (ODP's global session pool; ODP also needs "
+        "is_pool_mode and defaults to false)",
+    ),
+    _item(
+        "session_pool_default_max_conn",
+        _K.INT,
+        20,
+        "most pooled idle server sessions per server and backend login; 0: no pool",
+        minimum=0,
+        maximum=100000,
+    ),
+    _item(
+        "session_pool_max_total_conn",
+        _K.INT,
+        100,
+        "most pooled idle server sessions in all; 0: no pool",
+        minimum=0,
+        maximum=1000000,
+    ),
+    _item(
+        "session_pool_default_idle_timeout",
+        _K.DURATION,
+        1800.0,
+        "how long a pooled server session may wait for a client before it is closed; 0: no pool",
+        minimum=0,
+        maximum=86400,
+    ),
+    _item(
         "enable_prometheus",
         _K.BOOL,
         False,
@@ -1010,6 +1042,10 @@ class ProxyConfig:
     observer_query_timeout_delta: float = _item_field("observer_query_timeout_delta")
     default_inactivity_timeout: float = _item_field("default_inactivity_timeout")
     connect_observer_max_retries: int = _item_field("connect_observer_max_retries")
+    enable_session_pool_for_no_sharding: bool = _item_field("enable_session_pool_for_no_sharding")
+    session_pool_default_max_conn: int = _item_field("session_pool_default_max_conn")
+    session_pool_max_total_conn: int = _item_field("session_pool_max_total_conn")
+    session_pool_default_idle_timeout: float = _item_field("session_pool_default_idle_timeout")
     enable_prometheus: bool = _item_field("enable_prometheus")
     prometheus_listen_port: int = _item_field("prometheus_listen_port")
     username_separator: str = _item_field("username_separator")

@@ -32,6 +32,7 @@ from obproxy_tx.session.ids import (
     ServerSessionIdCounter,
     make_proxy_sessid,
 )
+from obproxy_tx.session.pool import SharedSessionPool
 from obproxy_tx.session.server_session import BackendLogin, ServerSession
 from obproxy_tx.session.stats import ProxyStats
 from obproxy_tx.wire.connection import ClientConnection
@@ -40,6 +41,9 @@ from obproxy_tx.wire.errors import ErrorCode
 from obproxy_tx.wire.packets import ERRPacket, HandshakeV10
 
 __all__ = ["SessionManager"]
+
+#: The config items the shared pool follows at once when they change.
+_POOL_ITEMS = ("session_pool_", "enable_session_pool_")
 
 
 class _GreetingProbe(Protocol):
@@ -111,6 +115,8 @@ class SessionManager(Service):
     @ivar cluster: the channel to the other workers and proxy nodes
         (L{obproxy_tx.cluster}), or C{None} when this process is the whole
         proxy; admin commands consult it for sessions they do not hold.
+    @ivar session_pool: idle server sessions left by clients that quit, shared
+        by later clients of the same backend user.
     """
 
     _log = Logger()
@@ -140,6 +146,7 @@ class SessionManager(Service):
         self.registry = registry if registry is not None else CommandRegistry.from_plugins()
         self.stats = ProxyStats()
         self.started_at = time.time()
+        self.session_pool = SharedSessionPool(reactor, lambda: self.config, self.stats)
         self.greetings: dict[str, HandshakeV10] = {}
         self._probes: dict[str, defer.Deferred[HandshakeV10 | None]] = {}
         self.worker = worker
@@ -174,8 +181,10 @@ class SessionManager(Service):
 
     def stopService(self) -> defer.Deferred[None] | None:  # noqa: N802
         """
-        Close every client session (and so every server session).
+        Close every client session (and so every server session) and the
+        shared pool, which keeps nothing from now on.
         """
+        self.session_pool.close()
         for session in list(self.client_sessions.values()):
             session.close()
         return super().stopService()
@@ -206,6 +215,8 @@ class SessionManager(Service):
         for directory in self._user_directories.values():
             if hasattr(directory, "config"):
                 directory.config = new_config
+        if any(name.startswith(_POOL_ITEMS) for name in changed):
+            self.session_pool.reconfigured()
         if "default_inactivity_timeout" in changed:
             for session in list(self.client_sessions.values()):
                 session.follow_wait_timeout()
@@ -274,9 +285,10 @@ class SessionManager(Service):
     @property
     def server_session_count(self) -> int:
         """
-        How many server sessions all client sessions hold.
+        How many server sessions all client sessions and the shared pool hold.
         """
-        return sum(cs.server_session_count for cs in self.client_sessions.values())
+        held = sum(cs.server_session_count for cs in self.client_sessions.values())
+        return held + len(self.session_pool)
 
     # -- clusters -------------------------------------------------------------------------
 

@@ -75,6 +75,11 @@ class ProxyStats:
     @ivar admin_commands: admin commands answered.
     @ivar admin_commands_refused: admin commands answered with an error.
     @ivar config_changes: successful C{ALTER PROXYCONFIG}.
+    @ivar server_sessions_pooled: server sessions of clients that quit kept
+        for reuse (reset, then pooled).
+    @ivar server_sessions_reused: pooled server sessions taken by a client.
+    @ivar server_session_resets_failed: pooled server sessions closed because
+        their reset failed or went unanswered.
     """
 
     client_connections: int = 0
@@ -90,6 +95,9 @@ class ProxyStats:
     admin_commands: int = 0
     admin_commands_refused: int = 0
     config_changes: int = 0
+    server_sessions_pooled: int = 0
+    server_sessions_reused: int = 0
+    server_session_resets_failed: int = 0
 
     def rows(self) -> List[Tuple[str, int]]:
         """
