@@ -18,8 +18,10 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
+import attrs
+
 from obproxy_tx.admin.interfaces import AdminError
-from obproxy_tx.session.login import PROXYSYS_TENANT, SpecialUser
+from obproxy_tx.session.login import PROXYSYS_TENANT, LoginName, SpecialUser
 from obproxy_tx.wire.errors import ErrorCode
 
 SYS_TENANT = "sys"
@@ -65,6 +67,48 @@ def role_of(session: Any) -> Role:
     return Role.USER
 
 
+@attrs.frozen
+class RemoteCaller:
+    """
+    The caller of an admin command run on another worker or proxy node, as
+    the session that holds the target sees it: the caller's own C{cs_id} and
+    login, which is all the rules here read. Ids are unique across workers
+    and nodes (worker bits, C{proxy_id}), so the C{cs_id} tells whether a
+    session is the caller's own.
+
+    @ivar cs_id: the caller's client session id.
+    @ivar login: the caller's login, or C{None}.
+    """
+
+    cs_id: int
+    login: LoginName | None
+
+    @property
+    def is_proxysys(self) -> bool:
+        """
+        Whether the caller is the local admin (C{root@proxysys}) of its node.
+        """
+        return self.login is not None and self.login.tenant == PROXYSYS_TENANT
+
+    @classmethod
+    def of(cls, session: Any) -> RemoteCaller:
+        """
+        @param session: a local client session (or a L{RemoteCaller}).
+        @return: the caller as another worker or node is told about it.
+        """
+        return cls(session.cs_id, session.login)
+
+
+def same_session(caller: Any, target: Any) -> bool:
+    """
+    Whether C{target} is the caller's own session: the same object, or, for
+    a L{RemoteCaller}, the session with its C{cs_id}.
+    """
+    if target is caller:
+        return True
+    return isinstance(caller, RemoteCaller) and target.cs_id == caller.cs_id
+
+
 def is_admin(session: Any) -> bool:
     """
     @return: whether C{session} may run commands that change things
@@ -89,12 +133,35 @@ def resolve_session(manager: Any, number: int) -> Any | None:
     @param number: the id.
     @return: the client session, or C{None}.
     """
+    found = resolve_cs_id(manager, number)
+    if found is not None:
+        return found
+    return resolve_backend_id(manager, number)
+
+
+def resolve_cs_id(manager: Any, number: int) -> Any | None:
+    """
+    The first half of L{resolve_session}: the client session whose C{cs_id}
+    is C{number}. With several workers or nodes a C{cs_id} match anywhere
+    wins over a backend id match anywhere, so the halves run apart.
+
+    @return: the client session, or C{None} (always for an id with bit 31
+        set, which is a backend's).
+    """
+    if number < 0 or number & _OBSERVER_ID_BIT:
+        return None
+    return manager.find_client_session(number)
+
+
+def resolve_backend_id(manager: Any, number: int) -> Any | None:
+    """
+    The second half of L{resolve_session}: the client session one of whose
+    server sessions has backend connection id C{number}.
+
+    @return: the client session, or C{None}.
+    """
     if number < 0:
         return None
-    if not number & _OBSERVER_ID_BIT:
-        found = manager.find_client_session(number)
-        if found is not None:
-            return found
     for session in list(manager.client_sessions.values()):
         for ss in _server_sessions(session):
             if ss.backend_id == number:
@@ -125,7 +192,7 @@ def may_see(caller: Any, target: Any) -> bool:
     cluster except the local admin's; anyone else the sessions of the very same
     user (user, tenant and cluster).
     """
-    if target is caller:
+    if same_session(caller, target):
         return True
     if target.login is None:
         return False

@@ -36,6 +36,12 @@ Errors:
 
 Both commands are for C{root@sys} and C{root@proxysys} only; other users'
 statements go to the backend as ODP does.
+
+With several worker processes (C{manager.cluster}), the worker that runs the
+ALTER checks, saves and applies the item as above, then has every other
+worker apply it too (and the parent, for workers it restarts later); a
+worker that fails to is named in the OK packet's info and logged. Peer nodes
+keep their own configuration.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from typing import Any, List, Sequence
 import attr
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from obproxy_tx import config_store
@@ -361,14 +368,15 @@ class AlterProxyConfig:
         text = unquote(quoted) if quoted is not None else (bare or "")
         return AlterMatch(found.group("name").lower(), text)
 
-    def execute(self, context: AdminContext, match: AlterMatch) -> AdminOK | AdminError:
+    def execute(self, context: AdminContext, match: AlterMatch) -> Any:
         """
         Check, save, apply; roll back what was done if a later step fails.
 
         @param context: the caller's context (its manager is reconfigured).
         @param match: what L{match} returned.
         @return: OK (with a note for restart-only items or an unsaved
-            change), or the error.
+            change), or the error; a Deferred firing with it when other
+            workers apply the change too.
         """
         if match.name == "app_name":
             return not_supported()
@@ -425,7 +433,27 @@ class AlterProxyConfig:
             name=item.name,
             how="saved, takes effect at restart" if item.need_reboot else "applied",
         )
-        return AdminOK(info=self._note(running, item, saved=bool(path)))
+        note = self._note(running, item, saved=bool(path))
+        cluster = getattr(manager, "cluster", None)
+        if cluster is None or applied is running:
+            return AdminOK(info=note)
+        spreading = cluster.apply_config(item.name, text)
+        return spreading.addBoth(self._spread, item, note)
+
+    @staticmethod
+    def _spread(problems: Any, item: ConfigItem, note: str) -> AdminOK:
+        """
+        The answer once the other workers applied the item too: still OK
+        (this worker saved and applied it), with the workers that failed.
+        """
+        if isinstance(problems, Failure):
+            problems = [problems.getErrorMessage()]
+        if not problems:
+            return AdminOK(info=note)
+        for problem in problems:
+            _log.error("ALTER PROXYCONFIG SET {name}: {problem}", name=item.name, problem=problem)
+        failed = f"not applied on: {'; '.join(problems)}"
+        return AdminOK(info=f"{note}; {failed}" if note else failed)
 
     @staticmethod
     def _note(running: ProxyConfig, item: ConfigItem, *, saved: bool) -> str:

@@ -16,12 +16,17 @@ An C{id} is a C{cs_id} or a backend connection id (what
 C{SELECT CONNECTION_ID()} returned on the backend), resolved by
 L{obproxy_tx.admin.access.resolve_session}. Killing your own session answers
 C{1317 Query execution was interrupted} and then closes the connection.
+
+With several workers or proxy nodes (C{manager.cluster}), an id that names
+none of this process's sessions by C{cs_id} is looked for on the others
+(L{obproxy_tx.cluster}), and the kill runs there, with the same checks and
+answers (L{Kill.on_target}).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Dict
 
 import attr
 from twisted.internet import defer
@@ -133,6 +138,41 @@ class KillProxySessionMatch:
     ss_id: int | None = None
 
 
+def _cluster(context: AdminContext) -> Any:
+    """
+    @return: the channel to other workers and nodes, or C{None}.
+    """
+    return getattr(context.manager, "cluster", None)
+
+
+def _args(match: Any) -> Dict[str, Any]:
+    return attr.asdict(match)
+
+
+def _elsewhere(command: Any, context: AdminContext, match: Any) -> Any:
+    """
+    Run C{command} where the session C{match.number} names lives, when this
+    process has no session with that C{cs_id}; else here.
+
+    @return: the answer, or a Deferred firing with it.
+    """
+    cluster = _cluster(context)
+    if cluster is None:
+        return command.on_target(context, _resolve(context, match.number), match)
+    target = access.resolve_cs_id(context.manager, match.number)
+    if target is not None:
+        return command.on_target(context, target, match)
+    caller = context.session
+    asked = cluster.on_session(
+        access.RemoteCaller.of(caller), command.name, match.number, _args(match)
+    )
+    return asked.addCallback(
+        lambda outcome: outcome.resolve(
+            lambda: command.on_target(context, caller, match), match.number
+        )
+    )
+
+
 def _resolve(context: AdminContext, number: int) -> Any:
     """
     @param context: the caller's context.
@@ -241,6 +281,18 @@ class Kill:
             shown=_shown(text),
         )
 
+    def match_args(self, match: KillMatch) -> Dict[str, Any]:
+        """
+        @return: C{match} for the channel (L{obproxy_tx.cluster}).
+        """
+        return _args(match)
+
+    def match_from_args(self, args: Dict[str, Any]) -> KillMatch:
+        """
+        @return: the match L{match_args} gave.
+        """
+        return KillMatch(**args)
+
     def execute(self, context: AdminContext, match: KillMatch) -> Any:
         """
         Kill the session (or its running query) the id names.
@@ -248,15 +300,26 @@ class Kill:
         @param context: the caller's context.
         @param match: what L{match} returned.
         @return: OK, an L{AdminError}, or for C{KILL QUERY} of a busy session
-            a Deferred firing with one once the backend took the kill.
+            (or a session of another worker or node) a Deferred firing with
+            one once the kill is done.
         @raise AdminError: 1094 unknown id, 1095 not the caller's to kill,
             1317 (then the connection closes) when the caller killed itself.
         """
         if match.number is None:
             raise AdminError(ErrorCode.ER_NO_SUCH_THREAD, f"Unknown thread id: {match.shown}")
+        return _elsewhere(self, context, match)
+
+    def on_target(self, context: AdminContext, target: Any, match: KillMatch) -> Any:
+        """
+        Kill C{target} (or its query) for the caller: here, or in the process
+        that holds C{target} for a caller on another worker or node.
+
+        @return: see L{execute}.
+        @raise AdminError: see L{execute}.
+        """
+        assert match.number is not None
         caller = context.session
-        target = _resolve(context, match.number)
-        if target is caller:
+        if access.same_session(caller, target):
             # The caller's only query is this KILL, so there is nothing to
             # stop; killing the connection is ODP's 1317 and a close.
             if match.query:
@@ -317,21 +380,46 @@ class KillProxySession:
             return None
         return KillProxySessionMatch(number, ss_id)
 
-    def execute(self, context: AdminContext, match: KillProxySessionMatch) -> AdminOK:
+    def match_args(self, match: KillProxySessionMatch) -> Dict[str, Any]:
+        """
+        @return: C{match} for the channel (L{obproxy_tx.cluster}).
+        """
+        return _args(match)
+
+    def match_from_args(self, args: Dict[str, Any]) -> KillProxySessionMatch:
+        """
+        @return: the match L{match_args} gave.
+        """
+        return KillProxySessionMatch(**args)
+
+    def execute(self, context: AdminContext, match: KillProxySessionMatch) -> Any:
         """
         Kill the client session, or one of its server sessions.
 
         @param context: the caller's context.
         @param match: what L{match} returned.
-        @return: OK.
+        @return: OK (a Deferred firing with the answer for a session of
+            another worker or node).
         @raise AdminError: 1094 unknown id or server session, 1095 not the
             caller's to kill, 1317 (then the connection closes) when the
             caller killed its own client session.
         """
+        return _elsewhere(self, context, match)
+
+    def on_target(
+        self, context: AdminContext, target: Any, match: KillProxySessionMatch
+    ) -> AdminOK:
+        """
+        Kill C{target} or one of its server sessions for the caller (here,
+        or for a caller on another worker or node).
+
+        @return: OK.
+        @raise AdminError: see L{execute}.
+        """
         caller = context.session
-        target = _resolve(context, match.number)
+        own = access.same_session(caller, target)
         if match.ss_id is None:
-            if target is caller:
+            if own:
                 raise access.interrupted()
             _check(context, target, match.number)
             _killed(caller, target, "the connection")
@@ -339,7 +427,7 @@ class KillProxySession:
             return AdminOK()
         # One's own server sessions are one's own to close: the next
         # statement just opens another.
-        if target is not caller:
+        if not own:
             _check(context, target, match.number)
         if not target.kill_server_session(match.ss_id):
             raise access.unknown_thread(match.ss_id)

@@ -16,6 +16,10 @@ Everyone may run them; the rows are the sessions the caller may see
 (L{access.may_see}: its own user's, all of its cluster's for the C{sys}
 tenant, all for the local admin). Other statements that start with these
 words are MySQL's business and go to the backend (C{proxy_only} false).
+
+With several workers or proxy nodes (C{manager.cluster}), every worker's and
+node's sessions are listed; each computes the rows of its own sessions
+(L{obproxy_tx.cluster}).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from typing import Any, Tuple
+from typing import Any, Dict, List, Tuple
 
 import attrs
 from twisted.plugin import IPlugin
@@ -32,7 +36,6 @@ from zope.interface import implementer
 from obproxy_tx.admin import access
 from obproxy_tx.admin.interfaces import (
     AdminContext,
-    AdminResultSet,
     IAdminCommand,
     Privilege,
     integer_column,
@@ -90,7 +93,8 @@ def _visible(context: AdminContext) -> list[Any]:
     return [
         session
         for session in sorted(context.manager.client_sessions.values(), key=lambda s: s.cs_id)
-        if (session is caller or session.login is not None) and access.may_see(caller, session)
+        if (access.same_session(caller, session) or session.login is not None)
+        and access.may_see(caller, session)
     ]
 
 
@@ -119,11 +123,43 @@ class ShowProcessList:
             return None
         return ProcessListQuery(full=found.group("full") is not None, text=sql)
 
-    def execute(self, context: AdminContext, match: ProcessListQuery) -> AdminResultSet:
+    def match_args(self, match: ProcessListQuery) -> Dict[str, Any]:
+        """
+        @return: C{match} for the channel (L{obproxy_tx.cluster}).
+        """
+        return attrs.asdict(match)
+
+    def match_from_args(self, args: Dict[str, Any]) -> ProcessListQuery:
+        """
+        @return: the match L{match_args} gave.
+        """
+        return ProcessListQuery(**args)
+
+    def execute(self, context: AdminContext, match: ProcessListQuery) -> Any:
         """
         @param context: the caller and the session manager.
         @param match: the parsed statement.
-        @return: one row per visible client session.
+        @return: one row per visible client session (a Deferred firing with
+            them when other workers or nodes are asked too).
+        """
+        columns = _FULL_COLUMNS if match.full else _ODP_COLUMNS
+        cluster = getattr(context.manager, "cluster", None)
+        if cluster is None:
+            return result_set(columns, self.list_rows(context, match))
+        asked = cluster.list_rows(
+            access.RemoteCaller.of(context.session), self.name, self.match_args(match), "cluster"
+        )
+        return asked.addCallback(
+            lambda rows: result_set(columns, sorted(rows, key=lambda row: row[0]))
+        )
+
+    def list_rows(self, context: AdminContext, match: ProcessListQuery) -> List[Tuple[Any, ...]]:
+        """
+        @param context: the caller (perhaps on another worker or node) and
+            the session manager.
+        @param match: the parsed statement.
+        @return: one row per session of this process the caller may see, by
+            C{Id}.
         """
         if match.full:
             return self._full(context, match)
@@ -145,15 +181,15 @@ class ShowProcessList:
                     pid,
                 )
             )
-        return result_set(_ODP_COLUMNS, rows)
+        return rows
 
-    def _full(self, context: AdminContext, match: ProcessListQuery) -> AdminResultSet:
+    def _full(self, context: AdminContext, match: ProcessListQuery) -> List[Tuple[Any, ...]]:
         caller = context.session
         now = context.manager.reactor.seconds()
         rows: list[Tuple[Any, ...]] = []
         for session in _visible(context):
             login = session.login
-            mine = session is caller
+            mine = access.same_session(caller, session)
             busy = mine or session.active is not None
             info = session.current_query
             if mine:
@@ -172,7 +208,7 @@ class ShowProcessList:
                     info,
                 )
             )
-        return result_set(_FULL_COLUMNS, rows)
+        return rows
 
 
 show_processlist = ShowProcessList()

@@ -18,6 +18,11 @@ nothing the list hides. A statement that starts with C{SHOW PROXYSESSION}
 but fits none of the forms is C{5010 bad internal cmd} (the registry's
 answer for commands that are the proxy's own).
 
+With several workers or proxy nodes (C{manager.cluster}), C{SHOW PROXYSESSION}
+lists every worker's and node's sessions, and an id naming no session of this
+process by C{cs_id} is looked for on the others, which compute the rows of
+their session themselves (L{obproxy_tx.cluster}).
+
 The small column helpers L{integer_column} and L{text_column} build the column
 definitions that make clients show numbers as numbers (right-aligned by the
 C{mariadb} CLI, typed by drivers).
@@ -28,7 +33,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from typing import Any, Iterable, List, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 import attrs
 from twisted.internet import defer
@@ -166,21 +171,11 @@ def _tid() -> int:
     return threading.get_native_id()
 
 
-def _target(context: AdminContext, query: SessionQuery) -> Any:
+def _cluster(context: AdminContext) -> Any:
     """
-    The session an id form names.
-
-    @raise AdminError: C{1094 Unknown thread id} for an id that names no
-        session, or one the caller may not see.
+    @return: the channel to other workers and nodes, or C{None}.
     """
-    caller = context.session
-    number = query.session_id
-    if number is None or number == _OWN_SESSION:
-        return caller
-    target = access.resolve_session(context.manager, number)
-    if target is None or not access.may_see(caller, target):
-        raise access.unknown_thread(number)
-    return target
+    return getattr(context.manager, "cluster", None)
 
 
 def _login_parts(session: Any) -> Tuple[str, str, str]:
@@ -432,6 +427,74 @@ class _ShowProxySession:
         """
         return _parse(self._grammar, sql)
 
+    def match_args(self, match: SessionQuery) -> Dict[str, Any]:
+        """
+        @return: C{match} for the channel (L{obproxy_tx.cluster}).
+        """
+        return attrs.asdict(match)
+
+    def match_from_args(self, args: Dict[str, Any]) -> SessionQuery:
+        """
+        @return: the match L{match_args} gave.
+        """
+        return SessionQuery(**args)
+
+
+class _OneSession(_ShowProxySession):
+    """
+    What the forms about one session (C{ATTRIBUTE}, C{VARIABLES}, C{STAT})
+    share: finding the session, here or on another worker or node.
+    """
+
+    name: str
+
+    def execute(self, context: AdminContext, match: SessionQuery) -> Any:
+        """
+        @param context: the caller and the session manager.
+        @param match: the parsed statement.
+        @return: the rows (or a Deferred firing with them).
+        @raise AdminError: 1094 for an id that names no session, or one the
+            caller may not see.
+        """
+        caller = context.session
+        number = match.session_id
+        if number is None or number == _OWN_SESSION:
+            return self.on_target(context, caller, match)
+        cluster = _cluster(context)
+        if cluster is None:
+            target = access.resolve_session(context.manager, number)
+        else:
+            target = access.resolve_cs_id(context.manager, number)
+            if target is None:
+                asked = cluster.on_session(
+                    access.RemoteCaller.of(caller), self.name, number, self.match_args(match)
+                )
+                return asked.addCallback(
+                    lambda outcome: outcome.resolve(
+                        lambda: self.on_target(context, caller, match), number, self._columns
+                    )
+                )
+        if target is None:
+            raise access.unknown_thread(number)
+        return self.on_target(context, target, match)
+
+    def on_target(self, context: AdminContext, target: Any, match: SessionQuery) -> Any:
+        """
+        The rows about C{target} for the caller (here, or in the process that
+        holds C{target} for a caller on another worker or node).
+
+        @raise AdminError: 1094 when the caller may not see C{target}.
+        """
+        if not access.may_see(context.session, target):
+            raise access.unknown_thread(match.session_id if match.session_id is not None else -1)
+        return self.rows(context, target, match)
+
+    def rows(self, context: AdminContext, target: Any, match: SessionQuery) -> Any:
+        """
+        @return: the answer about C{target}, whom the caller may see.
+        """
+        raise NotImplementedError
+
 
 @implementer(IPlugin, IAdminCommand)
 class ShowProxySession(_ShowProxySession):
@@ -457,11 +520,30 @@ class ShowProxySession(_ShowProxySession):
         integer_column("using_ssl"),
     )
 
-    def execute(self, context: AdminContext, match: SessionQuery) -> AdminResultSet:
+    def execute(self, context: AdminContext, match: SessionQuery) -> Any:
         """
         @param context: the caller and the session manager.
         @param match: the parsed statement.
-        @return: one row per visible session.
+        @return: one row per visible session (a Deferred firing with them
+            when other workers or nodes are asked too).
+        """
+        cluster = _cluster(context)
+        if cluster is None:
+            return result_set(self._columns, self.list_rows(context, match))
+        asked = cluster.list_rows(
+            access.RemoteCaller.of(context.session), self.name, self.match_args(match), "cluster"
+        )
+        return asked.addCallback(
+            lambda rows: result_set(self._columns, sorted(rows, key=lambda row: row[1]))
+        )
+
+    def list_rows(self, context: AdminContext, match: SessionQuery) -> List[Tuple[Any, ...]]:
+        """
+        @param context: the caller (perhaps on another worker or node) and
+            the session manager.
+        @param match: the parsed statement.
+        @return: one row per session of this process the caller may see,
+            by C{Id}.
         """
         caller = context.session
         tid, pid = _tid(), os.getpid()
@@ -487,11 +569,11 @@ class ShowProxySession(_ShowProxySession):
                     1 if session.using_ssl else 0,
                 )
             )
-        return result_set(self._columns, rows)
+        return rows
 
 
 @implementer(IPlugin, IAdminCommand)
-class ShowProxySessionAttribute(_ShowProxySession):
+class ShowProxySessionAttribute(_OneSession):
     """
     C{SHOW PROXYSESSION ATTRIBUTE [id] [LIKE 'p']}: see L{attribute_rows}.
     """
@@ -501,20 +583,19 @@ class ShowProxySessionAttribute(_ShowProxySession):
     _grammar = _ATTRIBUTE_RE
     _columns = (text_column("attribute_name"), text_column("value"), text_column("info"))
 
-    def execute(self, context: AdminContext, match: SessionQuery) -> AdminResultSet:
+    def rows(self, context: AdminContext, target: Any, match: SessionQuery) -> AdminResultSet:
         """
         @param context: the caller and the session manager.
+        @param target: the session.
         @param match: the parsed statement.
         @return: the rows whose name matches the pattern.
-        @raise AdminError: 1094 for an id the caller may not see.
         """
-        target = _target(context, match)
         rows = [row for row in attribute_rows(target, context.config) if match.wanted(row[0])]
         return result_set(self._columns, rows)
 
 
 @implementer(IPlugin, IAdminCommand)
-class ShowProxySessionVariables(_ShowProxySession):
+class ShowProxySessionVariables(_OneSession):
     """
     C{SHOW PROXYSESSION VARIABLES [ALL] [id] [LIKE 'p']}.
 
@@ -537,17 +618,16 @@ class ShowProxySessionVariables(_ShowProxySession):
         text_column("sys_variable_flag"),
     )
 
-    def execute(
-        self, context: AdminContext, match: SessionQuery
+    def rows(
+        self, context: AdminContext, target: Any, match: SessionQuery
     ) -> AdminResultSet | defer.Deferred[AdminResultSet]:
         """
         @param context: the caller and the session manager.
+        @param target: the session.
         @param match: the parsed statement.
         @return: the rows whose name matches the pattern (a Deferred for C{ALL}).
-        @raise AdminError: 1094 for an id the caller may not see; for C{ALL},
-            the server's error if it cannot be asked.
+        @raise AdminError: for C{ALL}, the server's error if it cannot be asked.
         """
-        target = _target(context, match)
         changed = _changed_sys_vars(target)
         if not match.all:
             rows = [_sys_row(target, n, v, "changed sys var") for n, v in changed]
@@ -571,7 +651,7 @@ class ShowProxySessionVariables(_ShowProxySession):
 
 
 @implementer(IPlugin, IAdminCommand)
-class ShowProxySessionStat(_ShowProxySession):
+class ShowProxySessionStat(_OneSession):
     """
     C{SHOW PROXYSESSION STAT [id] [LIKE 'p']}: the session's counters.
     """
@@ -581,14 +661,13 @@ class ShowProxySessionStat(_ShowProxySession):
     _grammar = _STAT_RE
     _columns = (text_column("stat_name"), integer_column("value"))
 
-    def execute(self, context: AdminContext, match: SessionQuery) -> AdminResultSet:
+    def rows(self, context: AdminContext, target: Any, match: SessionQuery) -> AdminResultSet:
         """
         @param context: the caller and the session manager.
+        @param target: the session.
         @param match: the parsed statement.
         @return: the counters whose name matches the pattern.
-        @raise AdminError: 1094 for an id the caller may not see.
         """
-        target = _target(context, match)
         rows = [(name, value) for name, value in target.stats.rows() if match.wanted(name)]
         return result_set(self._columns, rows)
 

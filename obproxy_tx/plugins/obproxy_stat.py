@@ -17,7 +17,10 @@ current, so it changes nothing (it calls C{stats.refresh()} should the
 counters ever grow one).
 
 C{SHOW PROXYSTAT} is for C{root@sys} and C{root@proxysys}; other users'
-statements go to the backend, as ODP does.
+statements go to the backend, as ODP does. With several worker processes
+(C{manager.cluster}) the figures are the whole node's: each counter and
+count summed over the workers, C{uptime_seconds} the oldest worker's. Peer
+nodes keep their own.
 
 C{SELECT PROXY_VERSION()} answers one row with one column named
 C{PROXY_VERSION()}: L{obproxy_tx.__version__}, for every user. Any other
@@ -29,13 +32,14 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import attr
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from obproxy_tx import __version__
+from obproxy_tx.admin.access import RemoteCaller
 from obproxy_tx.admin.interfaces import (
     AdminContext,
     AdminResultSet,
@@ -89,6 +93,26 @@ def derived_rows(manager: Any, now: float | None = None) -> List[Tuple[str, int]
     return rows
 
 
+_OLDEST = frozenset({"uptime_seconds"})
+"""Figures that are the largest over the workers rather than their sum."""
+
+
+def _summed(rows: Sequence[Sequence[Any]]) -> List[Tuple[str, int]]:
+    """
+    Every worker's C{(name, value)} rows as the node's: values summed by
+    name (the largest for L{_OLDEST}), in the order names first appear.
+    """
+    totals: Dict[str, int] = {}
+    for name, value in rows:
+        if name in totals:
+            totals[name] = (
+                max(totals[name], int(value)) if name in _OLDEST else totals[name] + int(value)
+            )
+        else:
+            totals[name] = int(value)
+    return list(totals.items())
+
+
 @attr.s(auto_attribs=True, frozen=True)
 class StatMatch:
     """
@@ -128,11 +152,38 @@ class ShowProxyStat:
         pattern = unquote(literal, keep_like_escapes=True) if literal else None
         return StatMatch(bool(found.group("refresh")), pattern)
 
-    def execute(self, context: AdminContext, match: StatMatch) -> AdminResultSet:
+    def match_args(self, match: StatMatch) -> Dict[str, Any]:
+        """
+        @return: C{match} for the channel (L{obproxy_tx.cluster}).
+        """
+        return attr.asdict(match)
+
+    def match_from_args(self, args: Dict[str, Any]) -> StatMatch:
+        """
+        @return: the match L{match_args} gave.
+        """
+        return StatMatch(**args)
+
+    def execute(self, context: AdminContext, match: StatMatch) -> Any:
         """
         @param context: the caller's context (its manager's counters are read).
         @param match: what L{match} returned.
-        @return: the counters, then the derived figures, filtered by C{LIKE}.
+        @return: the counters, then the derived figures, filtered by C{LIKE}
+            (a Deferred firing with them when there are other workers).
+        """
+        cluster = getattr(context.manager, "cluster", None)
+        if cluster is None:
+            return self._answer(self.list_rows(context, match), match)
+        asked = cluster.list_rows(
+            RemoteCaller.of(context.session), self.name, self.match_args(match), "node"
+        )
+        return asked.addCallback(lambda rows: self._answer(_summed(rows), match))
+
+    def list_rows(self, context: AdminContext, match: StatMatch) -> List[Tuple[str, int]]:
+        """
+        @param context: the caller's context (its manager's counters are read).
+        @param match: what L{match} returned.
+        @return: this process's counters, then its derived figures, unfiltered.
         """
         manager = context.manager
         stats = getattr(manager, "stats", None)
@@ -141,12 +192,17 @@ class ShowProxyStat:
             if refresh is not None:
                 refresh()
         counted: Sequence[Tuple[str, Any]] = stats.rows() if stats is not None else ()
-        rows = [
-            (name, int(value), PERSIST_NULL)
-            for name, value in [*counted, *derived_rows(manager)]
-            if match.pattern is None or like(match.pattern, name)
-        ]
-        return AdminResultSet(STAT_COLUMNS, rows)
+        return [(name, int(value)) for name, value in [*counted, *derived_rows(manager)]]
+
+    def _answer(self, rows: Sequence[Sequence[Any]], match: StatMatch) -> AdminResultSet:
+        return AdminResultSet(
+            STAT_COLUMNS,
+            [
+                (name, value, PERSIST_NULL)
+                for name, value in rows
+                if match.pattern is None or like(match.pattern, name)
+            ],
+        )
 
 
 @implementer(IPlugin, IAdminCommand)
