@@ -26,6 +26,14 @@ L{listen_endpoint<obproxy_tx.config.ProxyConfig.listen_endpoint>} with the
 manager's client-facing factory. Children start in that order and stop in the
 reverse one: the port closes before the sessions do.
 
+With C{work_thread_num} > 1 the process is a parent: a
+L{WorkerSupervisor<obproxy_tx.cluster.supervisor.WorkerSupervisor>} takes the
+manager's place, the parent listens on the SQL port but never accepts, and
+the worker processes it starts accept from that socket. With C{proxy_peers}
+or C{proxy_peer_listen}, the node talks to other proxy nodes (a
+L{PeerListener<obproxy_tx.cluster.node.PeerListener>} is added). See
+L{obproxy_tx.cluster}.
+
 Every mistake a user can make (unreadable file, bad YAML, unknown key, wrong
 type, a bad C{-p}/C{-r}/C{-o} value, a listen endpoint string Twisted cannot
 parse) is found while the options are parsed and becomes one
@@ -198,7 +206,8 @@ class ProxyService(MultiService):
     without a traceback.
 
     @ivar config: the configuration the proxy runs with.
-    @ivar manager: the session manager.
+    @ivar manager: the session manager, or with several workers the
+        L{WorkerSupervisor<obproxy_tx.cluster.supervisor.WorkerSupervisor>}.
     @ivar listener: the L{StreamServerEndpointService} of the SQL port.
     @ivar app_name: the application name given with C{-n}, if any.
     @ivar port: the listening port once listening, else L{None}.
@@ -289,6 +298,9 @@ class ProxyService(MultiService):
             super().privilegedStartService()
         except CannotListenError as e:
             self._listen_failed(e)
+        except ConfigError as e:
+            # The peer listener names its own item.
+            self._config_failed(e)
 
     def startService(self) -> None:
         """
@@ -301,6 +313,9 @@ class ProxyService(MultiService):
         except CannotListenError as e:
             self.stopService()
             self._listen_failed(e)
+        except ConfigError as e:
+            self.stopService()
+            self._config_failed(e)
 
     def stopService(self) -> Deferred[None]:
         """
@@ -323,6 +338,9 @@ class ProxyService(MultiService):
             origin=self.config.origins.get(key, self.config.source),
             path=key,
         )
+        self._config_failed(problem)
+
+    def _config_failed(self, problem: ConfigError) -> None:
         if self._exit_on_listen_failure:
             raise SystemExit(str(problem)) from None
         raise problem from None
@@ -354,12 +372,32 @@ def build_proxy_service(
     if reactor is None:
         reactor = _default_reactor()
     endpoint = listen_endpoint(config, reactor)
-    if manager_factory is None:
-        from obproxy_tx.session.manager import SessionManager
+    check_channel(config, reactor)
+    from obproxy_tx.cluster import node as cluster_node
 
-        manager_factory = SessionManager
-    manager = manager_factory(config, reactor=reactor)
-    return ProxyService(
+    if config.work_thread_num > 1:
+        _check_shareable(config, endpoint)
+        from obproxy_tx.cluster.router import new_node_id
+        from obproxy_tx.cluster.supervisor import WorkerSupervisor
+
+        node = new_node_id()
+        peers = cluster_node.peer_members(config, node, reactor)
+        manager: Any = WorkerSupervisor(config, reactor, peers)
+        router = manager.router
+    else:
+        if manager_factory is None:
+            from obproxy_tx.session.manager import SessionManager
+
+            manager_factory = SessionManager
+        manager = manager_factory(config, reactor=reactor)
+        router = None
+        if cluster_node.uses_channel(config):
+            from obproxy_tx.cluster.router import new_node_id
+
+            node = new_node_id()
+            peers = cluster_node.peer_members(config, node, reactor)
+            router = cluster_node.in_process_router(manager, peers)
+    service = ProxyService(
         config,
         manager,
         endpoint,
@@ -367,6 +405,56 @@ def build_proxy_service(
         app_name=app_name,
         exit_on_listen_failure=exit_on_listen_failure,
     )
+    if config.proxy_peer_listen and router is not None:
+        cluster_node.PeerListener(config, reactor, router, node).setServiceParent(service)
+    return service
+
+
+def check_channel(config: ProxyConfig, reactor: Any) -> None:
+    """
+    Check what the channel between proxy nodes needs: a parsable
+    C{proxy_peer_listen}.
+
+    @raise ConfigError: naming the item.
+    """
+    description = config.proxy_peer_listen
+    if not description:
+        return
+    try:
+        serverFromString(reactor, description)
+    except Exception as e:  # noqa: BLE001 (endpoint parsers, plugins included, raise anything)
+        reason = str(e) or type(e).__name__
+        raise ConfigError(
+            f"{description!r} is not a usable server endpoint: {reason}",
+            origin=config.origins.get("proxy_peer_listen", config.source),
+            path="proxy_peer_listen",
+        ) from None
+
+
+def _check_shareable(config: ProxyConfig, endpoint: IStreamServerEndpoint) -> None:
+    """
+    Worker processes share the parent's listening socket, which works for
+    plain TCP and UNIX sockets; an endpoint that wraps its connections (TLS)
+    would be bypassed by the workers.
+
+    @raise ConfigError: the listen endpoint is not shareable.
+    """
+    from twisted.internet import endpoints
+
+    shareable = (
+        endpoints.TCP4ServerEndpoint,
+        endpoints.TCP6ServerEndpoint,
+        endpoints.UNIXServerEndpoint,
+        endpoints.AdoptedStreamServerEndpoint,
+    )
+    if not isinstance(endpoint, shareable):
+        raise ConfigError(
+            f"work_thread_num {config.work_thread_num} needs a tcp or unix listen endpoint, "
+            f"whose socket the worker processes share; {config.listen_endpoint!r} is not one "
+            "(client TLS is the proxy's own: enable_client_ssl)",
+            origin=config.origins.get("work_thread_num", config.source),
+            path="work_thread_num",
+        )
 
 
 def _format_default(item: ConfigItem) -> str:
@@ -492,7 +580,10 @@ class Options(usage.Options):
             config = self._load()
             if self.reactor is None:
                 self.reactor = _default_reactor()
-            listen_endpoint(config, self.reactor)
+            endpoint = listen_endpoint(config, self.reactor)
+            check_channel(config, self.reactor)
+            if config.work_thread_num > 1:
+                _check_shareable(config, endpoint)
         except ConfigError as e:
             self._config_failed = True
             raise usage.UsageError(str(e)) from None

@@ -153,7 +153,8 @@ class SessionManager(Service):
         self.cluster: Any = None
         self._cs_ids = ClientSessionIdAllocator(config.client_session_id_layout(), worker)
         self._ss_ids = ServerSessionIdCounter()
-        self._proxy_sessid_seq = itertools.count(1)
+        # Workers interleave their sequences, so proxy_sessids differ across workers too.
+        self._proxy_sessid_seq = itertools.count(1 + worker, max(1, config.work_thread_num))
         self._next_server: dict[str, Any] = {}
         self._user_directories: dict[str, Any] = {}
 
