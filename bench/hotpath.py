@@ -385,14 +385,19 @@ def profile(target: Target, out: Path, run_load: Callable[[], Run]) -> None:
             continue
         n = int(count)
         total += n
-        frames = stack.split(";")
+        # Per function, not per line: "name (file:line)" -> "name (file)".
+        frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]
         own[frames[-1]] += n
         for frame in set(frames):
             inclusive[frame] += n
     print(f"\nprofile of the proxy ({total} samples; flame graph {out})")
-    print("  own%   incl%  function")
-    for frame, n in own.most_common(25):
+    print("  own%   incl%  function (by own time)")
+    for frame, n in own.most_common(30):
         print(f"  {100 * n / total:5.1f}  {100 * inclusive[frame] / total:5.1f}  {frame}")
+    print("  incl%  obproxy_tx function (by inclusive time)")
+    ours = [(n, frame) for frame, n in inclusive.items() if "obproxy_tx/" in frame]
+    for n, frame in sorted(ours, reverse=True)[:25]:
+        print(f"  {100 * n / total:5.1f}  {frame}")
 
 
 def main() -> int:

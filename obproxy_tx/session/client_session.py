@@ -44,9 +44,10 @@ from obproxy_tx.admin import access
 from obproxy_tx.admin.interfaces import AdminContext, AdminError, Privilege
 from obproxy_tx.admin.registry import BAD_INTERNAL_CMD, Recognised
 from obproxy_tx.config import BackendServer, ClusterConfig, ClusterType, LoginMode, parse_server
+from obproxy_tx.session.fastwrite import write_now
 from obproxy_tx.session.login import LoginName, LoginNameError, SpecialUser, parse_login_name
 from obproxy_tx.session.odp_login import default_capability_flag, rewrite_handshake_response
-from obproxy_tx.session.pool import ServerSessionPool
+from obproxy_tx.session.pool import ServerSessionPool, login_key
 from obproxy_tx.session.prepared import PreparedStatements, param_types_of, with_bound_types
 from obproxy_tx.session.server_session import (
     BackendError,
@@ -101,6 +102,7 @@ from obproxy_tx.wire.packets import (
     TextRow,
     decode_text_values,
 )
+from obproxy_tx.wire.relay import AnswerRelay
 from obproxy_tx.wire.scramble import check_native_password, generate_scramble
 
 if TYPE_CHECKING:
@@ -145,6 +147,18 @@ _REQUIRED = (
     | Capability.CLIENT_PLUGIN_AUTH
     | Capability.CLIENT_TRANSACTIONS
 )
+#: What server sessions always ask for on top of the client's capabilities, and
+#: what they never ask for (ints: flag arithmetic on the enum costs per login).
+_BACKEND_ADDED = int(_REQUIRED | Capability.CLIENT_SESSION_TRACK | Capability.CLIENT_MULTI_RESULTS)
+_BACKEND_KEPT = ~int(
+    Capability.CLIENT_SSL
+    | Capability.CLIENT_COMPRESS
+    | Capability.CLIENT_ZSTD_COMPRESSION_ALGORITHM
+)
+#: Parsed login names by the name a client sent, with the configuration they
+#: were parsed under (clients log in under few names); cleared when it is full.
+_LOGIN_NAMES: dict[str, tuple[Any, LoginName, ClusterConfig | None]] = {}
+_LOGIN_NAMES_KEPT = 1024
 _DEFAULT_CAPABILITIES = (
     PROXY_CAPABILITIES
     & ~Capability.CLIENT_DEPRECATE_EOF
@@ -342,6 +356,8 @@ class ClientSession(Protocol):
         self._idle_since = 0.0
         self._producer: ServerSession | None = None
         self._pauser: _ReadPauser | None = None
+        # Relays answers verbatim when it can (made at the first such answer).
+        self._answer: AnswerRelay | None = None
         self._request_info: Any = None
         self._request_command: Any = None
         self._request_failed = False
@@ -356,6 +372,10 @@ class ClientSession(Protocol):
         self.stats = SessionStats()
         self.trans_count = 0
         self.lii_session: ServerSession | None = None
+        # A server session just taken from the shared pool that still needs our database.
+        self._adopted: ServerSession | None = None
+        # Whether the last server session _connect gave was taken from the shared pool.
+        self._reused = False
         self._proxysys = False
 
     def __repr__(self) -> str:
@@ -532,7 +552,13 @@ class ClientSession(Protocol):
         if timeout:
             self._login_timer = self.manager.reactor.callLater(timeout, self._login_timed_out)
         self._busy = True
-        greeting = self.manager.cluster_greeting(self.manager.config.default_cluster)
+        default = self.manager.config.default_cluster
+        known = self.manager.greetings.get(default.name)
+        if known is not None:
+            # The usual case: no Deferred for what is already known.
+            self._send_greeting(known)
+            return
+        greeting = self.manager.cluster_greeting(default)
         greeting.addCallback(self._send_greeting)
         greeting.addErrback(self._internal_error)
 
@@ -602,7 +628,11 @@ class ClientSession(Protocol):
         self._idle_timer = None
         # A client that quit (or that the proxy closed) quits its backends too; one that went
         # away without COM_QUIT leaves them as abruptly, so servers count it as aborted.
-        self._close_server_sessions(quit=self._closing)
+        # Only after the client's own COM_QUIT (the conversation is CLOSED; KILL and
+        # timeouts leave it idle) do reusable ones go to the shared pool instead.
+        self._close_server_sessions(
+            quit=self._closing, pool=self._closing and self.conn.phase is Phase.CLOSED
+        )
         self.machine.close()
         self.manager.client_session_closed(self)
 
@@ -611,6 +641,12 @@ class ClientSession(Protocol):
     def _write(self, data: bytes) -> None:
         if data and not self._closed:
             self.transport.write(data)
+
+    def _write_relayed(self, data: bytes) -> None:
+        # A server's answer goes out at once (see fastwrite); the proxy's own
+        # answers, often followed by a close, keep Twisted's buffered write.
+        if data and not self._closed:
+            write_now(self.transport, data)
 
     def _send(self, packet: Any) -> None:
         self._write(self.conn.send(packet))
@@ -863,16 +899,23 @@ class ClientSession(Protocol):
 
     def _parse_login(self, raw: str) -> tuple[LoginName, ClusterConfig]:
         config = self.manager.config
-        try:
-            login = parse_login_name(
-                raw,
-                default_cluster=config.default_cluster.name,
-                tenant_defaults={c.name: c.default_tenant for c in config.clusters},
-                username_separator=config.username_separator,
-            )
-        except LoginNameError:
-            raise self._access_denied(raw, True) from None
-        cluster = config.cluster(login.cluster)
+        known = _LOGIN_NAMES.get(raw)
+        if known is not None and known[0] is config:
+            login, cluster = known[1], known[2]
+        else:
+            try:
+                login = parse_login_name(
+                    raw,
+                    default_cluster=config.default_cluster.name,
+                    tenant_defaults={c.name: c.default_tenant for c in config.clusters},
+                    username_separator=config.username_separator,
+                )
+            except LoginNameError:
+                raise self._access_denied(raw, True) from None
+            cluster = config.cluster(login.cluster)
+            if len(_LOGIN_NAMES) >= _LOGIN_NAMES_KEPT:
+                _LOGIN_NAMES.clear()
+            _LOGIN_NAMES[raw] = (config, login, cluster)
         if cluster is None:
             raise _RequestFailedError(
                 ERRPacket(
@@ -966,7 +1009,7 @@ class ClientSession(Protocol):
         if database:
             self.state.set_database(database)
         try:
-            server = self.manager.pick_server(cluster)
+            server = self._login_server(cluster)
             ss = await self._acquire(server, failover=True)
         except _RequestFailedError as failed:
             self.login = None
@@ -982,14 +1025,33 @@ class ClientSession(Protocol):
         self._watch_idle()
         self._send(OKPacket(status_flags=self._status()))
         self._log.info(
-            "client session {cs_id}: {user} from {peer} logged in to {server}",
+            "client session {cs_id}: {user} from {peer} logged in to {server} with "
+            "{how} server session {ss_id} (backend connection id {backend_id})",
             cs_id=self.cs_id,
             user=login.full_name,
             peer=self.peer,
             server=ss.server.address,
+            how="reused" if self._reused else "new",
+            ss_id=ss.ss_id,
+            backend_id=ss.backend_id,
         )
 
     # -- server sessions -------------------------------------------------------------
+
+    def _login_server(self, cluster: ClusterConfig) -> BackendServer:
+        """
+        The server of the first server session: one where the shared pool has
+        a session for this user (a login without a backend login), else the
+        next in turn.
+        """
+        if len(cluster.servers) > 1:
+            shared = self.manager.session_pool
+            key = login_key(cluster.name, self._backend_login())
+            database = self.state.database
+            for server in cluster.servers:
+                if shared.has_idle(server.address, key, database):
+                    return server
+        return self.manager.pick_server(cluster)
 
     def _backend_login(self) -> BackendLogin:
         login = self.login
@@ -1002,17 +1064,7 @@ class ClientSession(Protocol):
             username=username,
             stage1=self._stage1,
             verifier=self._verifier,
-            capabilities=Capability(
-                (
-                    caps
-                    | _REQUIRED
-                    | Capability.CLIENT_SESSION_TRACK
-                    | Capability.CLIENT_MULTI_RESULTS
-                )
-                & ~Capability.CLIENT_SSL
-                & ~Capability.CLIENT_COMPRESS
-                & ~Capability.CLIENT_ZSTD_COMPRESSION_ALGORITHM
-            ),
+            capabilities=Capability((int(caps) | _BACKEND_ADDED) & _BACKEND_KEPT),
             character_set=response.character_set if response is not None else 0,
             database=self.state.database,
             connect_attrs=response.connect_attrs if response is not None else None,
@@ -1089,11 +1141,14 @@ class ClientSession(Protocol):
                 others[: max(0, self.manager.config.connect_observer_max_retries - 1)]
             )
         problems = []
+        login = self._backend_login()
+        key = login_key(cluster.name, login)
         for candidate in candidates:
+            pooled = self._take_pooled(candidate, login, key)
+            if pooled is not None:
+                return pooled
             try:
-                ss = await self.manager.connect_server_session(
-                    self, candidate, self._backend_login()
-                )
+                ss = await self.manager.connect_server_session(self, candidate, login)
             except BackendError as refused:
                 raise _RequestFailedError(refused.packet, close=self.login is None) from None
             except Exception as exc:  # connect errors of every kind
@@ -1110,14 +1165,17 @@ class ClientSession(Protocol):
                 ss.versions = SessionVarVersions(
                     db_name_version=self.state.versions.db_name_version
                 )
-            self._log.info(
-                "client session {cs_id}: new server session {ss_id} to {server} "
-                "(backend connection id {backend_id})",
-                cs_id=self.cs_id,
-                ss_id=ss.ss_id,
-                server=candidate.address,
-                backend_id=ss.backend_id,
-            )
+            self._reused = False
+            if self._first_login_done:
+                # A login says it in its own line (one log line per login is cheaper).
+                self._log.info(
+                    "client session {cs_id}: new server session {ss_id} to {server} "
+                    "(backend connection id {backend_id})",
+                    cs_id=self.cs_id,
+                    ss_id=ss.ss_id,
+                    server=candidate.address,
+                    backend_id=ss.backend_id,
+                )
             return ss
         raise _RequestFailedError(
             ERRPacket(
@@ -1127,6 +1185,62 @@ class ClientSession(Protocol):
                 "08001",
             )
         )
+
+    def _take_pooled(
+        self, server: BackendServer, login: BackendLogin, key: Any
+    ) -> ServerSession | None:
+        """
+        A server session to C{server} from the shared pool, logged in as this
+        client's backend user and reset (its versions at their defaults), now
+        this client's; C{None} when there is none. The client's password was
+        checked at its own login, exactly as without the pool.
+        """
+        if key is None:
+            return None
+        taken = self.manager.session_pool.take(
+            server.address, key, self.state.database, self.server_session_lost
+        )
+        if taken is None:
+            return None
+        ss, in_database = taken
+        assert self.login is not None
+        ss.key = (server.address, self.login.full_name)
+        ss.login = login
+        self._reused = True
+        # In our database already (as ODP's pool, keyed by database, assumes), or
+        # _acquire applies ours with COM_INIT_DB before anything else.
+        self._adopted = None if in_database else ss
+        ss.versions = SessionVarVersions(
+            db_name_version=self.state.versions.db_name_version if in_database else 0
+        )
+        if self._first_login_done:
+            # A login says it in its own line.
+            self._log.info(
+                "client session {cs_id}: reused server session {ss_id} to {server} "
+                "(backend connection id {backend_id})",
+                cs_id=self.cs_id,
+                ss_id=ss.ss_id,
+                server=server.address,
+                backend_id=ss.backend_id,
+            )
+        return ss
+
+    async def _adopt_database(self, ss: ServerSession) -> None:
+        """
+        Put a server session taken from the shared pool into the client's
+        database, checked as a login naming it would check it: a database
+        that is gone or not the user's refuses with the server's own ERR, and
+        the session is closed.
+        """
+        database = self.state.database
+        assert database is not None
+        self.stats.sync_requests += 1
+        answer = await ss.request(ComInitDB(database.encode("utf-8", "surrogateescape")))
+        first = answer[0] if answer else None
+        if first.__class__ is ERRPacket:
+            ss.close(quit=True)
+            raise _RequestFailedError(first, close=self.login is None)
+        ss.versions = attrs.evolve(ss.versions, db_name_version=self.state.versions.db_name_version)
 
     async def _acquire(self, server: BackendServer, failover: bool = False) -> ServerSession:
         """
@@ -1154,6 +1268,9 @@ class ClientSession(Protocol):
             pinned = bool(self.pin_reasons)
             ss.machine.activate()
             try:
+                if ss is self._adopted:
+                    self._adopted = None
+                    await self._adopt_database(ss)
                 await self._sync(ss)
             except ServerSessionLostError:
                 if attempt == 2 or pinned:
@@ -1245,6 +1362,10 @@ class ClientSession(Protocol):
         self.manager.stats.server_sessions_lost += 1
         if ss is self.active:
             self.active = None
+            if ss.passthrough is not None and self._answer is not None:
+                # The client conversation goes back to where the client is.
+                ss.passthrough = None
+                self._answer.abandon()
             self._log.warn(
                 "client session {cs_id}: {server} closed mid-request",
                 cs_id=self.cs_id,
@@ -1277,17 +1398,67 @@ class ClientSession(Protocol):
         else:
             self.pool.remove(ss)
 
-    def _close_server_sessions(self, quit: bool = True) -> None:
+    def _close_server_sessions(self, quit: bool = True, pool: bool = False) -> None:
+        """
+        Let go of every server session: close them, or with C{pool} hand the
+        reusable ones to the shared pool (L{_poolable}).
+        """
         sessions = self.server_sessions
+        active = self.active
         self.active = self.bound = None
         self.pool.drain()
         if self._producer is not None:
             self._producer = None
             if not self._closed:
                 self.transport.unregisterProducer()
+        shared = self.manager.session_pool
+        key = None
+        if (
+            pool
+            and self.login is not None
+            and self.cluster is not None
+            and not self.pin_reasons
+            and shared.enabled
+        ):
+            key = login_key(self.cluster.name, self._backend_login())
+        database = self.state.database
+        db_version = self.state.versions.db_name_version
+        # COM_CHANGE_USER names the bare user (OceanBase: the tenant is the connection's).
+        user = self.login.user if self.login is not None else None
         for ss in sessions:
             ss.sink = None
+            if (
+                key is not None
+                and ss is not active
+                and self._poolable(ss)
+                and shared.release(
+                    ss, key, database, ss.versions.db_name_version == db_version, user
+                )
+            ):
+                continue
             ss.close(quit=quit)
+
+    def _poolable(self, ss: ServerSession) -> bool:
+        """
+        Whether C{ss} may serve another client once reset: idle, no
+        transaction, no cursor, nothing a reset would drop behind the
+        client's back. The client session's pins (transaction, locks,
+        temporary tables, cursors, XA...) were checked by the caller: a pinned
+        client's server sessions are all closed, as before. Multi-statements
+        must be as the login set them (whether a reset restores them differs
+        between servers).
+        """
+        conn = ss.conn
+        response = ss.login_response
+        return (
+            ss.alive
+            and ss.machine.is_idle
+            and not conn.in_transaction
+            and not conn.status_flags & ServerStatus.SERVER_STATUS_CURSOR_EXISTS
+            and response is not None
+            and ss.multi_statements
+            == bool(response.capabilities & Capability.CLIENT_MULTI_STATEMENTS)
+        )
 
     def _attach(self, ss: ServerSession) -> None:
         """
@@ -1587,14 +1758,61 @@ class ClientSession(Protocol):
         self._request_failed = False
         self._request_database = self.state.database
         self._versions_before = self.state.versions
-        ss.sink = self._relay
         ss.transact_count += 1
         self.stats.server_requests += 1
         self._attach(ss)
         ss.send(command)
-        if ss.conn.phase is Phase.COMMAND_IDLE:  # no answer (COM_STMT_SEND_LONG_DATA)
+        conn = ss.conn
+        if conn.phase is Phase.COMMAND_IDLE:  # no answer (COM_STMT_SEND_LONG_DATA)
             self._finish_request(ss, bind=True)
             self._busy = False
+        elif AnswerRelay.possible(conn, self.conn):
+            relay = self._answer
+            if relay is None:
+                relay = self._answer = AnswerRelay(self._learn_ok)
+            relay.start(conn, self.conn)
+            ss.passthrough = self._pass
+        else:
+            ss.sink = self._relay
+
+    def _pass(self, ss: ServerSession, data: bytes) -> None:
+        """
+        The hot path: the server's answer goes to the client as it comes, verbatim
+        (L{AnswerRelay} reads only packet headers and the packets that end results).
+        """
+        relay = self._answer
+        if ss is not self.active or relay is None:
+            # The request was given up (the client went away); the session is closing.
+            ss.passthrough = None
+            return
+        try:
+            out = relay.feed(data)
+        except RemoteProtocolError as exc:
+            self._log.warn(
+                "server {server} broke the protocol: {message}",
+                server=ss.server.address,
+                message=exc.message,
+            )
+            ss.abort()
+            return
+        answer = (out[0] if len(out) == 1 else b"".join(out)) if out else b""
+        if relay.failed:
+            self._request_failed = True
+        leftover = relay.leftover
+        if relay.done:
+            ss.passthrough = None
+            self._request_done(ss, answer)
+            if leftover:
+                # The server said more than the answer (an ERR before it closes):
+                # the server session deals with it.
+                ss.dataReceived(leftover)
+            return
+        self._write_relayed(answer)
+        if leftover is not None:
+            # LOCAL INFILE: both conversations carry on from the request, event by event.
+            ss.passthrough = None
+            ss.sink = self._relay
+            ss.dataReceived(leftover)
 
     def _relay(self, ss: ServerSession, events: list[Any]) -> None:
         """
@@ -1614,12 +1832,11 @@ class ClientSession(Protocol):
             elif cls is StmtPrepareOK:
                 event = self._prepared(ss, event)
             out.append(send(event))
-        if self.conn.compression is None:
-            self.transport.writeSequence(out)
-        else:
-            self.transport.write(b"".join(out))
+        answer = (out[0] if len(out) == 1 else b"".join(out)) if out else b""
         if ss.conn.phase is Phase.COMMAND_IDLE:
-            self._request_done(ss)
+            self._request_done(ss, answer)
+        else:
+            self._write_relayed(answer)
 
     def _learn_ok(self, ok: OKPacket) -> OKPacket:
         state = self.state
@@ -1662,7 +1879,13 @@ class ClientSession(Protocol):
             statement.statement_id, ok.num_columns, ok.num_params, ok.warnings, ok.metadata_follows
         )
 
-    def _request_done(self, ss: ServerSession) -> None:
+    def _request_done(self, ss: ServerSession, answer: bytes) -> None:
+        """
+        The server's answer is complete: learn from it, bind the server
+        session again, write the answer's last bytes, serve what is queued.
+        The bytes go out after the bookkeeping, so that whatever the client
+        does on seeing them finds the session idle again.
+        """
         self.active = None
         ss.sink = None
         command = self._request_command
@@ -1680,6 +1903,7 @@ class ClientSession(Protocol):
             self._multi_statements = command.option == 0
             ss.multi_statements = self._multi_statements
         self._finish_request(ss, bind=True)
+        self._write_relayed(answer)
         if fetch is not None and ss.alive:
             self._run(self._read_back(ss, *fetch))
             return

@@ -36,6 +36,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from obproxy_tx.config import BackendServer
+from obproxy_tx.session.fastwrite import write_now
 from obproxy_tx.session.states import ServerSessionMachine
 from obproxy_tx.session.sync import SessionVarVersions
 from obproxy_tx.wire.connection import ClientConnection, Phase
@@ -164,6 +165,9 @@ class ServerSession(Protocol):
     @ivar statements: client statement id -> this server's statement id.
     @ivar typed: client statement ids whose parameter types this server saw.
     @ivar sink: while relaying, where the server's events go.
+    @ivar passthrough: while relaying an answer verbatim
+        (L{obproxy_tx.wire.relay.AnswerRelay}), where the server's bytes go,
+        undecoded; it takes precedence over L{sink}.
     @ivar logged_in: fires with this session once logged in, or fails with
         L{BackendError} / L{ServerSessionLostError}.
     @ivar multi_statements: whether multi-statements are on for this session.
@@ -202,6 +206,7 @@ class ServerSession(Protocol):
         self.statements: dict[int, int] = {}
         self.typed: set[int] = set()
         self.sink: Callable[[ServerSession, list[Any]], None] | None = None
+        self.passthrough: Callable[[ServerSession, bytes], None] | None = None
         self.logged_in: defer.Deferred[ServerSession] = defer.Deferred()
         self.multi_statements = bool(login.capabilities & Capability.CLIENT_MULTI_STATEMENTS)
         self.login_response: HandshakeResponse41 | None = None
@@ -231,6 +236,10 @@ class ServerSession(Protocol):
         Feed the server's bytes to the conversation; hand the events to the
         relaying client session, or handle them here (login, internal requests).
         """
+        passthrough = self.passthrough
+        if passthrough is not None:
+            passthrough(self, data)
+            return
         try:
             events = self.conn.receive_data(data)
         except RemoteProtocolError as exc:
@@ -395,7 +404,7 @@ class ServerSession(Protocol):
         """
         Send a command (or LOCAL INFILE data) for the relaying client session.
         """
-        self.transport.write(self.conn.send(packet))
+        write_now(self.transport, self.conn.send(packet))
 
     def request(self, packet: Any) -> defer.Deferred[list[Any]]:
         """

@@ -122,6 +122,8 @@ class Role(enum.Enum):
     Which end of the conversation a connection object plays (or which end sent a packet).
     """
 
+    __hash__ = object.__hash__
+
     #: The MySQL server: sends the greeting, answers commands.
     SERVER = "server"
     #: The MySQL client: answers the greeting, sends commands.
@@ -134,6 +136,10 @@ class Phase(enum.Enum):
 
     The comment on each member says whose turn it is to send.
     """
+
+    # Members are singletons: identity hashing keeps the phase-keyed tables
+    # cheap (Enum's own __hash__ is a Python-level call).
+    __hash__ = object.__hash__
 
     #: TCP is up; the server's greeting (L{HandshakeV10}, or an ERR refusing the
     #: connection) has not been sent/received yet. Server's turn.
@@ -547,6 +553,24 @@ _TERMINATOR_PHASES = frozenset((Phase.RESULT_ROWS, Phase.FIELD_LIST, Phase.SIMPL
 _NO_REPLY = (ComStmtClose, ComStmtSendLongData, ComQuit)
 
 
+_STATUS_FLAGS: dict[int, ServerStatus] = {}
+_QUERY_ATTRIBUTES = int(Capability.CLIENT_QUERY_ATTRIBUTES)
+_COM_QUERY = 0x03
+
+
+def _status_flags(value: int) -> ServerStatus:
+    """
+    C{ServerStatus(value)}, from a small cache: building a flag enum member
+    is a Python-level call, and servers use few combinations.
+    """
+    flags = _STATUS_FLAGS.get(value)
+    if flags is None:
+        flags = ServerStatus(value)
+        if len(_STATUS_FLAGS) < 1024:
+            _STATUS_FLAGS[value] = flags
+    return flags
+
+
 class _RuleBrokenError(Exception):
     """
     A rule was broken; the caller turns it into a Local or Remote protocol error.
@@ -928,15 +952,28 @@ class _Connection:
         @return: the events, in order (possibly none).
         @raise RemoteProtocolError: as L{receive_data}.
         """
+        framer = self._framer
+        if (
+            framer.__class__ is PacketFramer
+            and not framer._pieces_len
+            and framer._offset == len(framer._buffer)
+        ):
+            return []  # nothing buffered: the usual case once a command is answered
         events: list[Event] = []
         append = events.append
-        next_packet = self._framer.next_packet
+        next_packet = framer.next_packet
         peer_turn = self._peer_turn
         # Only a client receives rows; the membership test below is skipped
         # for them (hashing an Enum member is a Python-level call).
         rows = Phase.RESULT_ROWS if self.role is Role.CLIENT else None
         # An idle server may send an ERR before closing, numbered as it likes.
         lenient = Phase.COMMAND_IDLE if self.role is Role.CLIENT else None
+        # A server reads the commonest command, COM_QUERY, without the tables.
+        queries = (
+            Phase.COMMAND_IDLE
+            if self.role is Role.SERVER and not int(self.capabilities) & _QUERY_ATTRIBUTES
+            else None
+        )
         try:
             while True:
                 phase = self._phase
@@ -949,6 +986,9 @@ class _Connection:
                 # The hot path: a result row is handed out undecoded.
                 if phase is rows and payload and payload[0] < 0xFE:
                     append(RowData(payload))
+                    continue
+                if phase is queries and payload and payload[0] == _COM_QUERY:
+                    append(self._query_received(payload))
                     continue
                 append(self._receive_packet(payload))
                 if self._phase is Phase.SSL_REQUESTED:
@@ -966,6 +1006,17 @@ class _Connection:
             self._fail()
             raise RemoteProtocolError(exc.message, exc.error_code, exc.sqlstate) from exc
         return events
+
+    def _query_received(self, payload: bytes) -> ComQuery:
+        # What _receive_packet does for a COM_QUERY (without query
+        # attributes) received in COMMAND_IDLE, without the table lookups.
+        event = ComQuery(payload[1:])
+        self._omitted_eof = False
+        self.command = event
+        self.column_count = 0
+        self.columns = []
+        self._phase = Phase.RESULT_PENDING
+        return event
 
     def _next_packet_any_sequence(self) -> Any:
         framer = self._framer
@@ -1021,6 +1072,20 @@ class _Connection:
         # The hot path: relaying a row.
         if cls is RowData and self._phase is self._row_phase and not self._omitted_eof:
             return self._framer.frame(event.payload)
+        if (
+            cls is ComQuery
+            and self._phase is Phase.COMMAND_IDLE
+            and self.role is Role.CLIENT
+            and not int(self.capabilities) & _QUERY_ATTRIBUTES
+            and not self._omitted_eof
+        ):
+            # A client sends the commonest command without the tables (what
+            # _payload and _transition would do for it).
+            self.command = event
+            self.column_count = 0
+            self.columns = []
+            self._phase = Phase.RESULT_PENDING
+            return self._framer.frame(b"\x03" + event.query)
         payload = self._checked_payload(event, cls)
         if payload is None:
             return b""
@@ -1223,6 +1288,25 @@ class _Connection:
             raise LocalProtocolError("compression was not negotiated")
         self._switch_compression()
 
+    def _relayed(self, phase: Phase, next_seq: int, status_flags: int, warnings: int) -> None:
+        """
+        Take the state an L{obproxy_tx.wire.relay.AnswerRelay} left the
+        conversation in, as if every packet it relayed had passed here.
+
+        @param phase: the phase now.
+        @param next_seq: the sequence id of the next packet.
+        @param status_flags: the last OK/EOF's status flags (negative: none seen).
+        @param warnings: the last OK/EOF's warning count.
+        """
+        self._phase = phase
+        self._framer.set_sequence(next_seq)
+        self._omitted_eof = False
+        if status_flags >= 0:
+            self.status_flags = _status_flags(status_flags)
+            self.warnings = warnings
+        if phase is Phase.COMMAND_IDLE:
+            self.command = None
+
     # --- the machine ------------------------------------------------------
 
     def _fail(self) -> None:
@@ -1256,7 +1340,7 @@ class _Connection:
         Record the facts an event carries (side effects of a transition).
         """
         if cls is OKPacket or cls is EOFPacket:
-            self.status_flags = ServerStatus(event.status_flags)
+            self.status_flags = _status_flags(event.status_flags)
             self.warnings = event.warnings
             if cls is OKPacket:
                 if phase in _LOGIN_PHASES:

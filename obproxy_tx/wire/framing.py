@@ -22,8 +22,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-import attrs
-
 from obproxy_tx.wire.constants import MAX_PACKET_CHUNK
 from obproxy_tx.wire.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 
@@ -37,17 +35,38 @@ _HEADER_SIZE = 4
 DEFAULT_MAX_PACKET_SIZE = 1 << 30
 
 
-@attrs.frozen
 class Packet:
     """
     One logical packet: its continuation chunks are already joined.
+
+    A hand-written slotted class rather than an attrs one: one is made per
+    received packet, so its constructor must be the cheapest Python allows.
+    Treat it as immutable.
 
     @ivar seq: the sequence id of the packet's first chunk.
     @ivar payload: the whole payload, without any header.
     """
 
-    seq: int
-    payload: bytes
+    __slots__ = ("payload", "seq")
+
+    def __init__(self, seq: int, payload: bytes) -> None:
+        self.seq = seq
+        self.payload = payload
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is Packet:
+            return self.seq == other.seq and self.payload == other.payload
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash((Packet, self.seq, self.payload))
+
+    def __repr__(self) -> str:
+        return f"Packet(seq={self.seq!r}, payload={self.payload!r})"
 
 
 def frame_payload(payload: bytes, seq: int) -> tuple[bytes, int]:
