@@ -226,10 +226,11 @@ class PeerMember(LinkMember):
         self._node = node
         self._protocol: ChannelProtocol | None = None
         self._connecting: defer.Deferred[ChannelProtocol] | None = None
+        self._last_problem = ""
 
     def _connected(self) -> defer.Deferred[ChannelProtocol]:
         if self.is_self:
-            return defer.fail(PeerError(f"{self.address} is this node"))
+            return defer.fail(PeerError("it is this node"))
         if self._protocol is not None:
             return defer.succeed(self._protocol)
         if self._connecting is None:
@@ -252,19 +253,49 @@ class PeerMember(LinkMember):
             protocol = ChannelProtocol(on_lost=self._lost)
             connecting = connectProtocol(endpoint, protocol)
             connecting.addTimeout(config.short_async_task_timeout, self._reactor)
-            await connecting
             try:
-                await self._prove(protocol)
+                await connecting
+            except Exception as e:
+                raise PeerError(f"cannot connect: {_reason(e)}") from None
+            try:
+                proxy_id = await self._prove(protocol)
             except Exception:
                 if protocol.transport is not None:
                     protocol.transport.loseConnection()
                 raise
+        except PeerError as e:
+            self._problem(str(e))
+            raise
         finally:
             self._connecting = None
+        if self.proxy_id is None or self._last_problem:
+            _log.info(
+                "peer {address}: connected (proxy_id {proxy_id})",
+                address=self.address,
+                proxy_id=proxy_id,
+            )
+        self._last_problem = ""
+        self.proxy_id = proxy_id
         self._protocol = protocol
         return protocol
 
-    async def _prove(self, protocol: ChannelProtocol) -> None:
+    def _problem(self, problem: str) -> None:
+        """
+        Log why the peer cannot be used, once per reason: it is asked again
+        at every command that needs it.
+        """
+        if self.is_self or problem == self._last_problem:
+            return
+        self._last_problem = problem
+        _log.error("peer {address}: {problem}", address=self.address, problem=problem)
+
+    async def _prove(self, protocol: ChannelProtocol) -> int:
+        """
+        Prove the secret to the peer and check its proof.
+
+        @return: the peer's C{proxy_id}.
+        @raise PeerError: why the peer cannot be used.
+        """
         config = self._config
         nonce = os.urandom(16)
         try:
@@ -279,35 +310,28 @@ class PeerMember(LinkMember):
             hello.addTimeout(config.short_async_task_timeout, self._reactor)
             answer = await hello
         except Exception as e:
-            raise PeerError(f"peer {self.address} refused the hello: {_reason(e)}") from None
+            raise PeerError(f"it refused the hello: {_reason(e)}") from None
         expected = proof(config.proxy_cluster_secret, b"server", nonce, answer["nonce"])
         if not _same(expected, answer["proof"]):
-            _log.error(
-                "peer {address}: its proof is wrong; it does not know this node's "
-                "proxy_cluster_secret, so it is not used",
-                address=self.address,
+            raise PeerError(
+                "its proof is wrong: it does not know this node's proxy_cluster_secret, "
+                "so it is not used"
             )
-            raise PeerError(f"peer {self.address} does not know proxy_cluster_secret")
         if answer["node"] == self._node:
+            if not self.is_self:
+                _log.info("peer {address} is this node itself: skipped", address=self.address)
             self.is_self = True
-            raise PeerError(f"{self.address} is this node")
+            raise PeerError("it is this node")
         if answer["id_version"] != config.client_session_id_version:
-            _log.error(
-                "peer {address} uses client_session_id_version {theirs}, this node {ours}: "
-                "their cs_ids cannot be told apart; set the same on every node",
-                address=self.address,
-                theirs=answer["id_version"],
-                ours=config.client_session_id_version,
+            raise PeerError(
+                f"it uses client_session_id_version {answer['id_version']}, this node "
+                f"{config.client_session_id_version}: set the same on every node"
             )
-            raise PeerError(f"peer {self.address} has another client_session_id_version")
         if answer["proxy_id"] == config.proxy_id:
-            _log.error(
-                "peer {address} has this node's proxy_id {proxy_id}: cs_ids would name both "
-                "nodes' sessions; give every node its own proxy_id",
-                address=self.address,
-                proxy_id=config.proxy_id,
+            raise PeerError(
+                f"it has this node's proxy_id {config.proxy_id}, so cs_ids would name both "
+                "nodes' sessions: give every node its own proxy_id"
             )
-            raise PeerError(f"peer {self.address} has this node's proxy_id")
         proving = protocol.callRemote(
             PeerProve,
             proof=proof(config.proxy_cluster_secret, b"client", nonce, answer["nonce"]),
@@ -316,14 +340,8 @@ class PeerMember(LinkMember):
         try:
             await proving
         except Exception as e:
-            raise PeerError(f"peer {self.address} refused this node: {_reason(e)}") from None
-        if self.proxy_id is None:
-            _log.info(
-                "peer {address}: connected (proxy_id {proxy_id})",
-                address=self.address,
-                proxy_id=answer["proxy_id"],
-            )
-        self.proxy_id = int(answer["proxy_id"])
+            raise PeerError(f"it refused this node: {_reason(e)}") from None
+        return int(answer["proxy_id"])
 
     def _lost(self, protocol: ChannelProtocol) -> None:
         if self._protocol is protocol:
@@ -406,6 +424,8 @@ class Router:
         members = self._members(scope)
 
         def failed(failure: Failure, member: Any) -> List[Any]:
+            if failure.check(PeerError):
+                return []  # the member logged why, once
             self._log.warn(
                 "{command}: {member} did not answer: {error}",
                 command=command,
@@ -475,13 +495,14 @@ class Router:
         except Exception as e:
             # A worker that is down lost its sessions with it; a peer that is
             # down may still hold the session, so the caller is told.
-            self._log.warn(
-                "{command} {number}: {member} did not answer: {error}",
-                command=command,
-                number=number,
-                member=member.name,
-                error=_reason(e),
-            )
+            if not isinstance(e, PeerError):
+                self._log.warn(
+                    "{command} {number}: {member} did not answer: {error}",
+                    command=command,
+                    number=number,
+                    member=member.name,
+                    error=_reason(e),
+                )
             unreachable.append(f"{member.name} ({_reason(e)})")
             return None
 
