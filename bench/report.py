@@ -350,29 +350,38 @@ def plot(rows: Sequence[Row], path: Path, title: str = "") -> bool:
     backends = _ordered(r.backend for r in chosen)
     if not backends:
         return False
+    # One colour per target in every panel (direct has no CPU line, so cycling would shift them).
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = {
+        t: palette[i % len(palette)] for i, t in enumerate(_ordered(r.target for r in chosen))
+    }
+    threads = sorted({_threads(r.variant) for r in chosen})
     figure, axes = plt.subplots(len(backends), 2, figsize=(11, 3.6 * len(backends)), squeeze=False)
     for line, backend in enumerate(backends):
         mine = [r for r in chosen if r.backend == backend]
         for target in _ordered(r.target for r in mine):
             points = sorted((_threads(r.variant), r) for r in mine if r.target == target)
-            xs = [t for t, _ in points]
-            style = "--" if "pypy" in target else "-"
-            axes[line][0].plot(
-                xs, [r.rate or 0 for _, r in points], style, marker="o", label=target
-            )
+            look = {
+                "linestyle": "--" if "pypy" in target else "-",
+                "marker": "o",
+                "color": colours[target],
+                "label": target,
+            }
+            axes[line][0].plot([t for t, _ in points], [r.rate or 0 for _, r in points], **look)
             cpu = [(t, r.cpu_us) for t, r in points if r.cpu_us is not None]
             if cpu:
-                axes[line][1].plot(
-                    [t for t, _ in cpu], [c for _, c in cpu], style, marker="o", label=target
-                )
-        axes[line][0].set_title(f"{backend}: point_select QPS")
+                axes[line][1].plot([t for t, _ in cpu], [c for _, c in cpu], **look)
+        axes[line][0].set_title(f"{backend}: point_select (text) queries per second")
         axes[line][1].set_title(f"{backend}: proxy CPU per query (us)")
         for axis in axes[line]:
-            axis.set_xscale("log", base=2)
+            axis.set_xscale("log")
+            axis.set_xticks(threads)
+            axis.set_xticklabels([str(t) for t in threads])
+            axis.minorticks_off()
             axis.set_xlabel("client threads")
             axis.grid(True, alpha=0.3)
             axis.set_ylim(bottom=0)
-        axes[line][1].legend(fontsize="small")
+        axes[line][0].legend(fontsize="small")
     if title:
         figure.suptitle(title, fontsize="medium")
     figure.tight_layout()

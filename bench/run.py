@@ -390,8 +390,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     chosen = targets.standard_targets(args.pypy if pypy else None, args.workers)
     skipped: Dict[str, str] = {}
-    if not shutil.which("haproxy") and not Path("/usr/sbin/haproxy").exists():
-        skipped["haproxy"] = "haproxy is not installed (scripts/install-bench-deps.sh)"
     if args.targets:
         unknown = set(args.targets) - {t.name for t in chosen}
         if unknown:
@@ -399,6 +397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"unknown targets {sorted(unknown)}; known: {[t.name for t in chosen]}"
             )
         chosen = [t for t in chosen if t.name in args.targets]
+    haproxy = shutil.which("haproxy") or Path("/usr/sbin/haproxy").exists()
+    if not haproxy and any(t.kind == "haproxy" for t in chosen):
+        skipped["haproxy"] = "haproxy is not installed (scripts/install-bench-deps.sh)"
     chosen = [t for t in chosen if t.name not in skipped]
 
     meta: Dict[str, Any] = {
@@ -442,7 +443,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.md").write_text(text + "\n")
     (args.out / f"{args.name}.json").write_text(report.to_json(rows, meta) + "\n")
-    plotted = report.plot(rows, args.out / f"{args.name}.png", f"obproxy_tx, {meta['commit']}")
+    title = f"obproxy_tx at {meta['commit'].split()[0]}, {meta['date']}, {meta['machine']}"
+    plotted = report.plot(rows, args.out / f"{args.name}.png", title)
     print()
     print(text)
     print()

@@ -1,0 +1,3 @@
+"""
+Tests of the benchmark harness (C{bench/}): its arithmetic, and one tiny run end to end.
+"""
