@@ -46,7 +46,7 @@ class Row:
     @ivar rss_growth_mib: for streaming: the proxy's peak RSS growth during the result.
     @ivar kib_per_session: for idle sessions: the proxy's RSS growth per session.
     @ivar errors: errors the client saw.
-    @ivar error: why the measurement failed, if it did.
+    @ivar error: why the measurement failed (no L{rate}), or the first of L{errors}.
     @ivar x_direct: L{rate} over the direct target's.
     @ivar x_relay: L{rate} over the relay's.
     @ivar cpu_x_relay: L{cpu_us} over the relay's.
@@ -70,6 +70,13 @@ class Row:
     x_relay: float | None = None
     cpu_x_relay: float | None = None
     mem_x_relay: float | None = None
+
+    @property
+    def failed(self) -> bool:
+        """
+        Whether nothing was measured (a row with some L{errors} still has its figures).
+        """
+        return self.rate is None
 
     @property
     def cell(self) -> Tuple[str, str, str]:
@@ -110,9 +117,9 @@ def with_ratios(rows: Sequence[Row], interpreters: Mapping[str, str]) -> List[Ro
         cell = by_cell[row.cell]
         direct = cell.get("direct")
         relay = cell.get(relay_for(row.target, interpreters))
-        if relay is not None and relay.error:
+        if relay is not None and relay.failed:
             relay = None
-        if direct is not None and direct.error:
+        if direct is not None and direct.failed:
             direct = None
         done.append(
             attrs.evolve(
@@ -238,11 +245,12 @@ def markdown(rows: Sequence[Row], meta: Mapping[str, Any]) -> str:
             body = []
             for row in chosen:
                 cells = [row.variant, row.target]
-                if row.error and row.rate is None:
+                if row.failed:
                     cells += [f"failed: {row.error}"] + [""] * (len(columns) - 1)
                 else:
                     cells += [get(row) for _, get in columns]
-                cells.append(str(row.errors) if row.errors else "")
+                errors = f"{row.errors} ({row.error[:80]})" if row.error else str(row.errors)
+                cells.append(errors if row.errors or (row.error and not row.failed) else "")
                 body.append(cells)
             lines += _table(["variant", "target", *(h for h, _ in columns), "errors"], body)
             lines.append("")
@@ -293,7 +301,7 @@ def headline_markdown(rows: Sequence[Row]) -> List[str]:
             fmt_ratio(row.cpu_x_relay),
         ]
         for row in rows
-        if not row.error
+        if not row.failed
     ]
     header = [
         "backend",
@@ -345,7 +353,7 @@ def plot(rows: Sequence[Row], path: Path, title: str = "") -> bool:
     chosen = [
         r
         for r in rows
-        if r.workload == HEADLINE_WORKLOAD and r.variant.startswith("text ") and not r.error
+        if r.workload == HEADLINE_WORKLOAD and r.variant.startswith("text ") and not r.failed
     ]
     backends = _ordered(r.backend for r in chosen)
     if not backends:

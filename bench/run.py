@@ -253,7 +253,7 @@ def progress(row: Row) -> str:
     """
     One line per measurement, as it is made.
     """
-    if row.error and row.rate is None:
+    if row.failed:
         where = f"  {row.backend:8} {row.workload:12} {row.variant:10} {row.target:18}"
         return f"{where} FAILED: {row.error}"
     extra = ""
@@ -265,7 +265,7 @@ def progress(row: Row) -> str:
         f"  {row.backend:8} {row.workload:12} {row.variant:10} {row.target:18}"
         f" {report.fmt(row.rate):>9} {row.unit:8} p95 {report.fmt(row.p95_ms, 2):>6} ms"
         f"  proxy {report.fmt(row.cpu_us):>6} us  db {report.fmt(row.db_cpu_us):>6} us"
-        f"{extra}{'  errors ' + str(row.errors) if row.errors else ''}"
+        f"{extra}{f'  errors {row.errors}: {row.error}' if row.errors else ''}"
     )
 
 
@@ -302,8 +302,7 @@ def run_backend(
         if any(isinstance(g.cells[0], workloads.Stream) for g in plan):
             workloads.prepare_stream(backend, args.stream_mib)
         print(f"== {kind}: starting {', '.join(t.name for t in chosen)}", flush=True)
-        max_clients = max(4096, args.idle_clients + 1000)
-        running, failed = targets.start_all(chosen, backend, workdir / kind, max_clients)
+        running, failed = targets.start_all(chosen, backend, workdir / kind, args.max_clients)
         for name, reason in failed.items():
             skipped.setdefault(name, reason)
             print(f"  {name}: skipped: {reason.splitlines()[0]}", flush=True)
@@ -374,11 +373,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = parse_args(argv)
     began = time.monotonic()
-    # HAProxy wants two descriptors per client it may hold and checks at start.
-    limit = raise_file_limit(2 * max(4096, args.idle_clients + 1000) + 1024)
+    # A relaying process holds two sockets per client (client and backend side).
+    limit = raise_file_limit(2 * args.idle_clients + 1024)
+    # HAProxy checks at start that it has two descriptors for each connection it may accept.
+    args.max_clients = max(256, min(args.idle_clients + 1000, (limit - 64) // 2))
     notes: List[str] = []
     if limit < 2 * args.idle_clients + 100:
-        notes.append(f"open-file limit {limit} is low for {args.idle_clients} idle clients")
+        notes.append(
+            f"open-file limit {limit} (hard limit; raising it needs CAP_SYS_RESOURCE): a process"
+            f" holding a client and a backend socket per session holds at most ~{limit // 2 - 50}"
+            f" of the {args.idle_clients} idle clients"
+        )
 
     pypy = ""
     if args.pypy:
@@ -452,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"written: {args.out / (args.name + '.md')}, .json"
         + (", .png" if plotted else " (no plot: matplotlib missing or no point_select rows)")
     )
-    return 0 if any(not r.error for r in rows) else 1
+    return 0 if any(not r.failed for r in rows) else 1
 
 
 if __name__ == "__main__":
