@@ -30,6 +30,7 @@ import sys
 import threading
 from typing import IO, Any, Dict
 
+from twisted.internet import defer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import (
     ILogObserver,
@@ -163,7 +164,8 @@ def run(spec: Dict[str, Any], reactor: Any) -> None:
     manager.startService()
 
     def stop() -> Any:
-        stopping = port.stopListening()
+        # Stop accepting (this process's copy of the socket only), then close the sessions.
+        stopping = defer.maybeDeferred(port.stopListening)
         return stopping.addBoth(lambda _: manager.stopService())
 
     reactor.addSystemEventTrigger("before", "shutdown", stop)
