@@ -259,6 +259,13 @@ def test_show_proxysession_lists_both_workers(two_workers: Node) -> None:
         pids = {node.worker_of(row[1]): row[11] for row in listed}
         assert len(set(pids.values())) == 2
         admin.close()
+    # The id forms of a session on the other worker are computed there.
+    admin = on_worker(node, 0, lambda: node.connect("proxysys"))
+    other = clients[1][0][0]
+    variables = query(admin, f"SHOW PROXYSESSION VARIABLES ALL {other} LIKE 'autocommit'")
+    assert [row[0] for row in variables] == ["autocommit"]
+    stats = dict(query(admin, f"SHOW PROXYSESSION STAT {other} LIKE 'client_requests'"))
+    assert stats["client_requests"] >= 1
     # A user sees its own user's sessions, on every worker.
     mine = clients[0][0][1]
     assert ids == {row[0] for row in query(mine, "SHOW PROCESSLIST")}
