@@ -48,14 +48,22 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 sys.path.insert(0, str(ROOT))
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_times(pid: int) -> Tuple[float, float]:
     """
-    The CPU time (user + system) process C{pid} has used so far.
+    The user and system CPU time process C{pid} has used so far, in seconds.
     """
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rpartition(")")[2].split()
     # Fields 14 and 15 (utime, stime), counted from 1 with the command name as field 2.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def cpu_seconds(pid: int) -> float:
+    """
+    The CPU time (user + system) process C{pid} has used so far.
+    """
+    user, system = cpu_times(pid)
+    return user + system
 
 
 def rss_kib(pid: int) -> int:
@@ -198,6 +206,7 @@ class Run:
         self.seconds = seconds
         self.p95_ms = p95_ms
         self.cpu: Dict[str, float] = {}
+        self.system: Dict[str, float] = {}
 
 
 def sysbench_args(port: int, user: str, password: str, database: str) -> List[str]:
@@ -342,11 +351,13 @@ def measure(
     pids = {"server": server_pid}
     if target.pid is not None:
         pids[target.name] = target.pid
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    before = {name: cpu_times(pid) for name, pid in pids.items()}
     drive = run_sysbench if driver == "sysbench" else run_pymysql
     run = drive(target.port, *credentials, threads, seconds, mode)
     for name, pid in pids.items():
-        run.cpu[name] = cpu_seconds(pid) - before[name]
+        user, system = cpu_times(pid)
+        run.cpu[name] = user + system - sum(before[name])
+        run.system[name] = system - before[name][1]
     return run
 
 
@@ -474,8 +485,8 @@ def main() -> int:
                         )
                     )
         print(
-            f"{'target':8} {'thr':>4} {'qps':>9} {'p95 ms':>7} {'µs/q':>7} {'db µs/q':>8}"
-            f" {'vs relay':>8} {'RSS MiB':>8}"
+            f"{'target':8} {'thr':>4} {'qps':>9} {'p95 ms':>7} {'µs/q':>7} {'(sys)':>6}"
+            f" {'db µs/q':>8} {'vs relay':>8} {'RSS MiB':>8}"
         )
         for count in threads:
             relay_us = None
@@ -484,15 +495,18 @@ def main() -> int:
                 queries = sum(r.queries for r in runs)
                 seconds = sum(r.seconds for r in runs)
                 own = sum(r.cpu.get(target.name, 0.0) for r in runs)
+                system = sum(r.system.get(target.name, 0.0) for r in runs)
                 db = sum(r.cpu["server"] for r in runs)
                 us = 1e6 * own / queries if target.pid is not None else float("nan")
+                sys_us = 1e6 * system / queries if target.pid is not None else float("nan")
                 if target.name == "relay":
                     relay_us = us
                 ratio = f"{us / relay_us:8.2f}" if relay_us and target.pid is not None else " " * 8
                 rss = f"{rss_kib(target.pid) / 1024:8.1f}" if target.pid is not None else ""
                 print(
                     f"{target.name:8} {count:4d} {queries / seconds:9.0f}"
-                    f" {max(r.p95_ms for r in runs):7.2f} {us:7.1f} {1e6 * db / queries:8.1f}"
+                    f" {max(r.p95_ms for r in runs):7.2f} {us:7.1f} {sys_us:6.1f}"
+                    f" {1e6 * db / queries:8.1f}"
                     f" {ratio} {rss}"
                 )
         if args.profile is not None:

@@ -356,8 +356,10 @@ class ClientSession(Protocol):
         self._idle_since = 0.0
         self._producer: ServerSession | None = None
         self._pauser: _ReadPauser | None = None
-        # Relays answers verbatim when it can (made at the first such answer).
+        # Relays answers verbatim when it can (made at the first such answer),
+        # and the server session last found to speak the client's formats.
         self._answer: AnswerRelay | None = None
+        self._relay_ss: ServerSession | None = None
         self._request_info: Any = None
         self._request_command: Any = None
         self._request_failed = False
@@ -595,11 +597,12 @@ class ClientSession(Protocol):
         """
         if self._closed:
             return
-        if self.conn.phase is Phase.CONNECT:
+        conn = self.conn
+        if conn.phase is Phase.CONNECT:
             self._events.append(data)
             return
         try:
-            events = self.conn.receive_data(data)
+            events = conn.receive_data(data)
         except RemoteProtocolError as exc:
             self._protocol_failed(exc)
             return
@@ -611,6 +614,22 @@ class ClientSession(Protocol):
                     active.send(event)
                 else:
                     self._events.append(event)
+            return
+        if (
+            len(events) == 1
+            and not self._busy
+            and not self._processing
+            and not self._closing
+            and not self._events
+        ):
+            # The usual read: one command while idle, served without the queue.
+            self._processing = True
+            try:
+                self._handle(events[0])
+                if not self._busy:
+                    self._serve_queue()
+            finally:
+                self._processing = False
             return
         self._events.extend(events)
         self._process()
@@ -786,6 +805,8 @@ class ClientSession(Protocol):
     def _handle(self, event: Any) -> None:
         try:
             cls = event.__class__
+            if cls is ComQuery and self._quick_query(event):
+                return
             if cls is LocalInfileData:
                 active = self.active
                 if active is not None:
@@ -1543,22 +1564,88 @@ class ClientSession(Protocol):
         else:
             self._forward(command, None)
 
+    def _quick_query(self, command: ComQuery) -> bool:
+        """
+        The hot path of a plain C{COM_QUERY}: what L{_command}, L{_query},
+        L{_forward} and L{_start} do for a statement that is no admin command,
+        needs nothing special, and goes to the bound server session, in sync
+        and relaying verbatim. Everything is checked before anything changes.
+
+        @return: C{False} when the general path is to serve the command (nothing was done).
+        """
+        bound = self.bound
+        if (
+            bound is None
+            or bound is not self._relay_ss
+            or bound._lost
+            or self.login is None
+            or self._proxysys
+            or self._doomed is not None
+            or self.route_addr is not None
+        ):
+            return False
+        state = self.state
+        versions = state.versions
+        conn = bound.conn
+        if (
+            bound.versions is not versions
+            or bound.multi_statements != self._multi_statements
+            or conn.phase is not Phase.COMMAND_IDLE
+        ):
+            return False
+        query = command.query
+        manager = self.manager
+        if manager.registry.recognise(query) is not None:
+            return False
+        info = classify(query)
+        if (
+            info.connection_id_only
+            or info.needs_last_session
+            or info.route_addr is not None
+            or (info.kind is StatementKind.SELECT and b"@" in query)
+        ):
+            return False
+        self.last_command_at = manager.reactor.seconds()
+        stats = self.stats
+        stats.client_requests += 1
+        stats.client_queries += 1
+        stats.server_requests += 1
+        self.bound = None
+        bound.machine.activate()
+        self.active = bound
+        self._busy = True
+        self._request_info = info
+        self._request_command = command
+        self._request_failed = False
+        self._request_database = state.database
+        self._versions_before = versions
+        bound.transact_count += 1
+        if self._producer is not bound:
+            self._attach(bound)
+        bound.send(command)
+        if self._relayer().start(conn, self.conn):
+            bound.passthrough = self._pass
+        else:
+            bound.sink = self._relay
+        return True
+
     def _query(self, command: ComQuery) -> None:
         self.stats.client_queries += 1
         recognised = self.manager.registry.recognise(command.query)
         if recognised is not None and self._admin(recognised):
             return
-        if self.is_proxysys:
+        if self._proxysys:
             self._proxysys_statement(command)
             return
-        info = classify(command.query)
+        query = command.query
+        info = classify(query)
         if info.connection_id_only:
             self._answer_value(b"CONNECTION_ID()", self.cs_id)
             return
         if info.route_addr is not None and info.kind is StatementKind.SET:
             self._set_route_addr(info.route_addr)
             return
-        if info.kind is StatementKind.SELECT and _SELECT_ROUTE_ADDR.match(command.query):
+        if info.kind is StatementKind.SELECT and b"@" in query and _SELECT_ROUTE_ADDR.match(query):
             self._answer_value(b"@obproxy_route_addr", self.route_addr or 0)
             return
         if info.needs_last_session:
@@ -1766,14 +1853,26 @@ class ClientSession(Protocol):
         if conn.phase is Phase.COMMAND_IDLE:  # no answer (COM_STMT_SEND_LONG_DATA)
             self._finish_request(ss, bind=True)
             self._busy = False
-        elif AnswerRelay.possible(conn, self.conn):
-            relay = self._answer
-            if relay is None:
-                relay = self._answer = AnswerRelay(self._learn_ok)
-            relay.start(conn, self.conn)
+        elif (self._relay_ss is ss or self._relay_compatible(ss)) and self._relayer().start(
+            conn, self.conn
+        ):
             ss.passthrough = self._pass
         else:
             ss.sink = self._relay
+
+    def _relay_compatible(self, ss: ServerSession) -> bool:
+        # Whether ss and the client negotiated the same packet formats (fixed
+        # once both are logged in: remembered for the server session).
+        if AnswerRelay.compatible(ss.conn, self.conn):
+            self._relay_ss = ss
+            return True
+        return False
+
+    def _relayer(self) -> AnswerRelay:
+        relay = self._answer
+        if relay is None:
+            relay = self._answer = AnswerRelay(self._learn_ok)
+        return relay
 
     def _pass(self, ss: ServerSession, data: bytes) -> None:
         """
@@ -1908,7 +2007,8 @@ class ClientSession(Protocol):
             self._run(self._read_back(ss, *fetch))
             return
         self._busy = False
-        self._process()
+        if self._events or self.conn.has_buffered():
+            self._process()
 
     def _after_statement(self, ss: ServerSession, info: Any) -> tuple[list[str], list[str]] | None:
         if info.pin_reasons or info.pin_effects is not None or self.state.pin_reasons:
@@ -1920,6 +2020,10 @@ class ClientSession(Protocol):
             )
         if info.user_var_values:
             self.state.set_user_vars(info.user_var_values)
+        if not info.system_var_assignments and not info.user_var_assignments:
+            # The usual statement: nothing to read back.
+            self._reported_sys_vars.clear()
+            return None
         sys_names = [
             name
             for name, scope in info.system_var_assignments

@@ -1100,8 +1100,18 @@ def _plain(kind: StatementKind, verb: str) -> StatementInfo:
     if info is None:
         if len(_PLAIN) > 256:
             _PLAIN.clear()
+            _FAST_INFO.clear()
         info = _PLAIN[key] = StatementInfo(kind=kind, verb=verb, kinds=(kind,))
     return info
+
+
+def is_plain(info: StatementInfo) -> bool:
+    """
+    Whether C{info} is one of the shared results of statements that need
+    nothing but their kind and verb: the same object for every such text, so
+    what is derived from it alone can be cached by identity.
+    """
+    return _PLAIN.get((info.kind, info.verb)) is info
 
 
 _FAST_VERBS = {
@@ -1114,6 +1124,12 @@ _FAST_VERBS = {
 }
 
 
+# The plain result of each fast verb, by the verb as written (cleared with _PLAIN).
+_FAST_INFO: dict[bytes, StatementInfo] = {}
+# Variables, semicolons, quotes and comments send a text to the full analysis.
+_FAST_REJECTS = b"@;'\"`#"
+
+
 def _fast(sql: bytes) -> StatementInfo | None:
     """
     The common case: plain DML without quotes, comments, variables or
@@ -1122,15 +1138,24 @@ def _fast(sql: bytes) -> StatementInfo | None:
     match = _WORD.match(sql)
     if match is None:
         return None
-    verb = match.group().upper()
-    kind = _FAST_VERBS.get(verb)
-    if kind is None or b"@" in sql or b";" in sql or _SPECIAL.search(sql):
+    verb = match.group()
+    info = _FAST_INFO.get(verb)
+    if info is None:
+        upper = verb.upper()
+        kind = _FAST_VERBS.get(upper)
+        if kind is None:
+            return None
+        info = _plain(kind, upper.decode("ascii"))
+        if len(_FAST_INFO) < 256:
+            _FAST_INFO[verb] = info
+    # Deleting the rejected bytes is one C pass (cheaper than a regex search).
+    if len(sql.translate(None, _FAST_REJECTS)) != len(sql) or b"/*" in sql or b"--" in sql:
         return None
     if b"(" in sql:
         upper = sql.upper()
         if b"PROXY_" in upper or (_may_call(upper) and _FUNCTIONS.search(upper)):
             return None
-    return _plain(kind, verb.decode("ascii"))
+    return info
 
 
 def classify(sql: bytes) -> StatementInfo:
@@ -1141,7 +1166,7 @@ def classify(sql: bytes) -> StatementInfo:
     @return: what it is and what it does to the session; never raises.
     """
     try:
-        return _classify(bytes(sql))
+        return _classify(sql if sql.__class__ is bytes else bytes(sql))
     except Exception:  # pragma: no cover - a bug must not break a relay
         return _plain(StatementKind.OTHER, "")
 

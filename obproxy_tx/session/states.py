@@ -76,6 +76,10 @@ class ClientSessionState(Enum):
     ODP's client session read states; the value is the name users see.
     """
 
+    # Members are singletons: identity hashing keeps the transition tables cheap
+    # (Enum's own __hash__ is a Python-level call, paid twice per move).
+    __hash__ = object.__hash__
+
     MCS_INIT = "MCS_INIT"
     MCS_ACTIVE_READER = "MCS_ACTIVE_READER"
     MCS_KEEP_ALIVE = "MCS_KEEP_ALIVE"
@@ -90,6 +94,10 @@ class ClientSessionInput(Enum):
     """
     What can happen to a client session.
     """
+
+    # Members are singletons: identity hashing keeps the transition tables cheap
+    # (Enum's own __hash__ is a Python-level call, paid twice per move).
+    __hash__ = object.__hash__
 
     START = "start"
     """The session starts serving its connection (ODP: C{new_transaction} at accept)."""
@@ -108,6 +116,10 @@ class ServerSessionState(Enum):
     ODP's server session states plus C{MSS_CLOSED}; the value is the name users see.
     """
 
+    # Members are singletons: identity hashing keeps the transition tables cheap
+    # (Enum's own __hash__ is a Python-level call, paid twice per move).
+    __hash__ = object.__hash__
+
     MSS_INIT = "MSS_INIT"
     MSS_ACTIVE = "MSS_ACTIVE"
     MSS_KA_CLIENT_SLAVE = "MSS_KA_CLIENT_SLAVE"
@@ -122,6 +134,10 @@ class ServerSessionInput(Enum):
     """
     What can happen to a server session.
     """
+
+    # Members are singletons: identity hashing keeps the transition tables cheap
+    # (Enum's own __hash__ is a Python-level call, paid twice per move).
+    __hash__ = object.__hash__
 
     ACTIVATE = "activate"
     """Taken for a request: freshly connected, bound, or from the pool."""
@@ -228,10 +244,13 @@ class _TableMachine(Generic[S, I]):
     A state held in one attribute and moved only through a declared table.
     """
 
+    __slots__ = ("_observers", "_state", "_table", "label")
+
     def __init__(self, table: Mapping[S, Mapping[I, S]], initial: S, label: str) -> None:
         self._table = table
         self._state = initial
-        self._observers: list[Callable[[S, I, S], None]] = []
+        # Made by the first add_observer: most machines have none.
+        self._observers: list[Callable[[S, I, S], None]] | None = None
         self.label = label
 
     @property
@@ -270,8 +289,9 @@ class _TableMachine(Generic[S, I]):
         except KeyError:
             raise IllegalTransition(self.label, self._state, input, frozenset(moves)) from None
         previous, self._state = self._state, target
-        for observer in list(self._observers):
-            observer(previous, input, target)
+        if self._observers is not None:
+            for observer in list(self._observers):
+                observer(previous, input, target)
         return target
 
     def add_observer(self, observer: Callable[[S, I, S], None]) -> None:
@@ -279,6 +299,8 @@ class _TableMachine(Generic[S, I]):
         Call C{observer(old, input, new)} after every transition (also the
         C{CLOSE} self-loop of a closed session).
         """
+        if self._observers is None:
+            self._observers = []
         self._observers.append(observer)
 
     def __repr__(self) -> str:
@@ -289,6 +311,8 @@ class ClientSessionMachine(_TableMachine[ClientSessionState, ClientSessionInput]
     """
     The state of one client session, starting at C{MCS_INIT}.
     """
+
+    __slots__ = ()
 
     def __init__(self, label: str = "client session") -> None:
         """
@@ -339,6 +363,8 @@ class ServerSessionMachine(_TableMachine[ServerSessionState, ServerSessionInput]
     """
     The state of one server session, starting at C{MSS_INIT} (connected).
     """
+
+    __slots__ = ()
 
     def __init__(self, label: str = "server session") -> None:
         """

@@ -514,6 +514,10 @@ def _fallback_classify(sql: bytes) -> StatementInfo:
 _KINDS = {kind.name: kind for kind in StatementKind}
 
 
+#: Statement kinds whose effect on pins _from_statements reads from the text.
+_EFFECT_KINDS = frozenset(("DDL_TEMP_TABLE", "DDL", "UNLOCK_TABLES"))
+
+
 def _from_statements(info: Any, sql: bytes = b"") -> StatementInfo:
     """
     Translate H8's C{obproxy_tx.session.statements.StatementInfo} into ours.
@@ -582,9 +586,28 @@ def _load_classifier() -> Callable[[bytes], StatementInfo]:
     except ImportError:  # pragma: no cover - the module ships with the package
         return _fallback_classify
     h8_classify = statements.classify
+    is_plain = statements.is_plain
+    # Translations of the classifier's shared plain results, by identity (the
+    # entry holds the result, so its id is not reused while cached): a plain
+    # SELECT or INSERT costs one lookup instead of a translation.
+    translated: dict[int, tuple[Any, StatementInfo]] = {}
 
     def classify_with_statements(sql: bytes) -> StatementInfo:
-        return _from_statements(h8_classify(sql), sql)
+        info = h8_classify(sql)
+        known = translated.get(id(info))
+        if known is not None and known[0] is info:
+            return known[1]
+        result = _from_statements(info, sql)
+        # Statements whose effects are read from their text are translated each time.
+        if (
+            result.pin_effects is None
+            and not _EFFECT_KINDS.intersection(result.kinds)
+            and is_plain(info)
+        ):
+            if len(translated) > 512:
+                translated.clear()
+            translated[id(info)] = (info, result)
+        return result
 
     return classify_with_statements
 

@@ -555,6 +555,10 @@ _NO_REPLY = (ComStmtClose, ComStmtSendLongData, ComQuit)
 
 _STATUS_FLAGS: dict[int, ServerStatus] = {}
 _QUERY_ATTRIBUTES = int(Capability.CLIENT_QUERY_ATTRIBUTES)
+# Flag arithmetic on the enums is a Python-level call; the properties use ints.
+_IN_TRANS = int(ServerStatus.SERVER_STATUS_IN_TRANS)
+_AUTOCOMMIT = int(ServerStatus.SERVER_STATUS_AUTOCOMMIT)
+_CURSOR_EXISTS = int(ServerStatus.SERVER_STATUS_CURSOR_EXISTS)
 _COM_QUERY = 0x03
 
 
@@ -862,12 +866,12 @@ class _Connection:
     @property
     def in_transaction(self) -> bool:
         """Whether the last status flags had C{SERVER_STATUS_IN_TRANS}."""
-        return bool(self.status_flags & ServerStatus.SERVER_STATUS_IN_TRANS)
+        return bool(int(self.status_flags) & _IN_TRANS)
 
     @property
     def autocommit(self) -> bool:
         """Whether the last status flags had C{SERVER_STATUS_AUTOCOMMIT}."""
-        return bool(self.status_flags & ServerStatus.SERVER_STATUS_AUTOCOMMIT)
+        return bool(int(self.status_flags) & _AUTOCOMMIT)
 
     @property
     def more_results(self) -> bool:
@@ -880,12 +884,19 @@ class _Connection:
     @property
     def cursor_exists(self) -> bool:
         """Whether the last status flags had C{SERVER_STATUS_CURSOR_EXISTS}."""
-        return bool(self.status_flags & ServerStatus.SERVER_STATUS_CURSOR_EXISTS)
+        return bool(int(self.status_flags) & _CURSOR_EXISTS)
 
     @property
     def our_turn(self) -> bool:
         """Whether the current phase lets this side send something."""
         return self._phase in _TURNS[self.role]
+
+    def has_buffered(self) -> bool:
+        """
+        Whether received bytes wait that were not handed out yet (a pipelining
+        peer's next packets; see L{next_events}).
+        """
+        return bool(self._framer.buffered)
 
     # --- bytes in ---------------------------------------------------------
 
@@ -939,7 +950,21 @@ class _Connection:
             )
         if self._eof_received:
             raise LocalProtocolError("data received after the end of the stream")
-        self._framer.feed(data)
+        framer = self._framer
+        if (
+            phase is Phase.COMMAND_IDLE
+            and data.__class__ is bytes
+            and len(data) > 4
+            and data[4] == _COM_QUERY
+            and self.role is Role.SERVER
+            and framer.__class__ is PacketFramer
+            and not int(self.capabilities) & _QUERY_ATTRIBUTES
+        ):
+            # The commonest read of all: one whole COM_QUERY and nothing else.
+            payload = framer.receive_single(data)
+            if payload is not None:
+                return [self._query_received(payload)]
+        framer.feed(data)
         return self.next_events()
 
     def next_events(self) -> list[Event]:
@@ -1299,7 +1324,8 @@ class _Connection:
         @param warnings: the last OK/EOF's warning count.
         """
         self._phase = phase
-        self._framer.set_sequence(next_seq)
+        # The relay only runs on plain framers (no compression).
+        self._framer._next_seq = next_seq
         self._omitted_eof = False
         if status_flags >= 0:
             self.status_flags = _status_flags(status_flags)

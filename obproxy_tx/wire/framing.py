@@ -295,6 +295,30 @@ class PacketFramer:
                 return Packet(first, payload)
             return Packet(seq, chunk)
 
+    def receive_single(self, data: bytes) -> bytes | None:
+        """
+        Take C{data} when it is exactly one whole packet of one chunk, nothing
+        is buffered and its sequence id is the expected one: the usual shape
+        of a client's command. Then return its payload; otherwise take nothing
+        and return C{None} (use L{feed}).
+
+        @param data: bytes from the transport.
+        @return: the payload, or C{None}.
+        """
+        if self._pieces_len or self._offset != len(self._buffer) or self._parts:
+            return None
+        header = _HEADER.unpack_from(data)[0]
+        length = header & 0xFFFFFF
+        if (
+            length + _HEADER_SIZE != len(data)
+            or length >= MAX_PACKET_CHUNK
+            or length > self.max_packet_size
+            or (self.check_sequence and header >> 24 != self._next_seq)
+        ):
+            return None
+        self._next_seq = ((header >> 24) + 1) & 0xFF
+        return data[_HEADER_SIZE:]
+
     def receive_data(self, data: bytes) -> list[Packet]:
         """
         Feed received bytes and return every logical packet now complete.

@@ -151,32 +151,18 @@ class AnswerRelay:
         self._warnings = 0
 
     @staticmethod
-    def possible(server: ClientConnection, client: ServerConnection) -> bool:
+    def compatible(server: ClientConnection, client: ServerConnection) -> bool:
         """
-        Whether the answer to the command that just went from C{client} to
-        C{server} can be relayed verbatim: a C{COM_QUERY} or a
-        C{COM_STMT_EXECUTE} without a cursor, both conversations waiting for
-        the first packet of the answer at the same sequence id, no
-        compression, nothing received ahead, and the same packet formats.
+        Whether the two conversations carry answers in the same packets: the
+        same formats negotiated, no compression. Fixed once both are logged
+        in, so a caller may remember it for the pair.
 
-        @param server: the conversation with the server (the command sent).
-        @param client: the conversation with the client (the command received).
+        @param server: the conversation with the server.
+        @param client: the conversation with the client.
         """
-        command = server.command
-        cls = command.__class__
-        if cls is not ComQuery and (
-            cls is not ComStmtExecute or int(command.flags) & _CURSOR_FLAGS
-        ):
-            return False
-        server_framer = server._framer
-        client_framer = client._framer
         if (
-            server._phase is not Phase.RESULT_PENDING
-            or client._phase is not Phase.RESULT_PENDING
-            or server_framer.__class__ is not PacketFramer
-            or client_framer.__class__ is not PacketFramer
-            or server_framer.buffered
-            or server_framer.next_seq != client_framer.next_seq
+            server._framer.__class__ is not PacketFramer
+            or client._framer.__class__ is not PacketFramer
         ):
             return False
         server_caps = int(server.capabilities)
@@ -187,24 +173,61 @@ class AnswerRelay:
             and bool(server_caps & _PROTOCOL_41)
         )
 
-    def start(self, server: ClientConnection, client: ServerConnection) -> None:
+    @classmethod
+    def possible(cls, server: ClientConnection, client: ServerConnection) -> bool:
         """
-        Begin relaying the answer to the command just sent (check L{possible} first).
+        Whether the answer to the command that just went from C{client} to
+        C{server} can be relayed verbatim: L{compatible} conversations, and
+        L{start} would take it.
+
+        @param server: the conversation with the server (the command sent).
+        @param client: the conversation with the client (the command received).
+        """
+        return cls.compatible(server, client) and cls._ready(server, client)
+
+    @staticmethod
+    def _ready(server: ClientConnection, client: ServerConnection) -> bool:
+        # A COM_QUERY or a COM_STMT_EXECUTE without a cursor just went out, both
+        # conversations wait for the answer's first packet at the same sequence
+        # id, and nothing of it was received ahead.
+        command = server.command
+        cls = command.__class__
+        if cls is not ComQuery and (
+            cls is not ComStmtExecute or int(command.flags) & _CURSOR_FLAGS
+        ):
+            return False
+        server_framer = server._framer
+        return (
+            server._phase is Phase.RESULT_PENDING
+            and client._phase is Phase.RESULT_PENDING
+            and not server_framer._pieces_len
+            and server_framer._offset == len(server_framer._buffer)
+            and server_framer._next_seq == client._framer._next_seq
+        )
+
+    def start(self, server: ClientConnection, client: ServerConnection) -> bool:
+        """
+        Begin relaying the answer to the command just sent, if it can be
+        (see L{possible}; the caller checked that the two are L{compatible}).
 
         @param server: the conversation with the server.
         @param client: the conversation with the client.
+        @return: whether the relay took the answer; if not, nothing changed.
         """
+        if not self._ready(server, client):
+            return False
         self._server = server
         self._client = client
         self._server_caps = server.capabilities
         self._client_caps = client.capabilities
-        self._deprecate_eof = server.deprecate_eof
+        self._deprecate_eof = server._deprecate_eof
         self._rewrite_ok = not int(client.capabilities) & _SESSION_TRACK
         self._max_hold = server.max_packet_size
         self.done = False
         self.failed = False
         self.leftover = None
-        self._reset(server._framer.next_seq)
+        self._reset(server._framer._next_seq)
+        return True
 
     def feed(self, data: bytes) -> list[bytes]:
         """

@@ -87,7 +87,7 @@ class Proxy:
         self.back.send(C, received)
         if not AnswerRelay.possible(self.back.client, self.front.server):
             return False
-        self.relay.start(self.back.client, self.front.server)
+        assert self.relay.start(self.back.client, self.front.server)
         return True
 
     def answer(self, *events: Any) -> bytes:
