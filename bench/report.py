@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
 
@@ -84,6 +85,31 @@ class Row:
         The cell this row belongs to: rows of one cell are compared with each other.
         """
         return (self.backend, self.workload, self.variant)
+
+
+#: The measured fields of a row (what L{combine} takes the median of).
+MEASURED = ("rate", "p95_ms", "cpu_us", "db_cpu_us", "rss_growth_mib", "kib_per_session")
+
+
+def combine(rounds: Sequence[Row]) -> Row:
+    """
+    One row from the same cell and target measured in several rounds: the median of each
+    figure over the rounds that measured it, the errors added up.  The median keeps one round
+    disturbed by something else on the machine from moving the result.
+    """
+    measured = [r for r in rounds if not r.failed]
+    if not measured:
+        return rounds[0]
+    figures: Dict[str, Any] = {}
+    for name in MEASURED:
+        values = [getattr(r, name) for r in measured if getattr(r, name) is not None]
+        figures[name] = statistics.median(values) if values else None
+    return attrs.evolve(
+        measured[0],
+        errors=sum(r.errors for r in rounds),
+        error=next((r.error for r in rounds if r.error), ""),
+        **figures,
+    )
 
 
 def ratio(value: float | None, base: float | None) -> float | None:

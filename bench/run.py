@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Sequence
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 import attrs
 
@@ -69,6 +69,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--threads", type=_ints, default=[1, 8, 32, 128], help="sysbench threads (1,8,32,128)")
     add("--modes", type=_csv, default=["text", "ps"], help="text,ps (ps: --db-ps-mode=auto)")
     add("--time", type=float, default=2.0, help="seconds per sysbench cell (2)")
+    add("--rounds", type=int, default=1, help="rounds of every cell; the median is kept (1)")
     add("--warmup", type=float, default=1.0, help="unmeasured seconds per target and workload (1)")
     add("--pypy-warmup", type=float, default=4.0, help="the same for PyPy targets: the JIT (4)")
     add("--table-size", type=int, default=10000, help="rows of sbtest1 (10000)")
@@ -124,11 +125,16 @@ def _output(command: Sequence[str]) -> str:
 
 def commit_description() -> str:
     """
-    The commit measured, with a note when the proxy's or the benchmark's files differ from it.
+    The commit measured, and the files of the proxy and the benchmark that differ from it (others
+    may be editing the same checkout while it runs).
     """
-    commit = _output(["git", "log", "-1", "--format=%h %s"])[:80] or "unknown"
-    dirty = _output(["git", "status", "--porcelain", "--", "obproxy_tx", "bench", "twisted"])
-    return commit + (" (+ uncommitted changes)" if dirty else "")
+    commit = _output(["git", "log", "-1", "--format=%h %s"])[:72] or "unknown"
+    dirty = _output(["git", "diff", "HEAD", "--name-only", "--", "obproxy_tx", "bench", "twisted"])
+    files = dirty.split()
+    if not files:
+        return commit
+    shown = ", ".join(files[:6]) + (f" and {len(files) - 6} more" if len(files) > 6 else "")
+    return f"{commit} (+ uncommitted changes to {shown})"
 
 
 def describe_machine() -> str:
@@ -339,15 +345,18 @@ def run_group(
         if seconds > 0 and each.alive():
             with contextlib.suppress(Exception):
                 group.cells[0].warm(each, backend, seconds)
-    for cell in group.cells:
-        for each in measured:
-            if not each.alive():
-                row = Row(backend.kind, cell.workload, cell.variant, each.target.name, "")
-                row = attrs.evolve(row, error=f"target has exited: {each.log_tail(3)}")
-            else:
-                row = cell.run(each, backend)
-            print(progress(row), flush=True)
-            rows.append(row)
+    rounds: Dict[Tuple[str, str], List[Row]] = {}
+    for _ in range(args.rounds):
+        for cell in group.cells:
+            for each in measured:
+                if not each.alive():
+                    row = Row(backend.kind, cell.workload, cell.variant, each.target.name, "")
+                    row = attrs.evolve(row, error=f"target has exited: {each.log_tail(3)}")
+                else:
+                    row = cell.run(each, backend)
+                print(progress(row), flush=True)
+                rounds.setdefault((cell.variant, each.target.name), []).append(row)
+    rows += [report.combine(each) for each in rounds.values()]
     return rows
 
 
@@ -422,7 +431,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         ),
         "settings": (
-            f"{args.time:g} s per sysbench cell, threads {','.join(map(str, args.threads))}, modes "
+            f"{args.rounds} round(s), {args.time:g} s per sysbench cell, "
+            f"threads {','.join(map(str, args.threads))}, modes "
             f"{','.join(args.modes)}, warm-up {args.warmup:g} s (PyPy {args.pypy_warmup:g} s), "
             f"churn {args.churn_threads} clients {args.churn_time:g} s, "
             f"stream {args.stream_mib} MiB, {args.idle_clients} idle clients, "

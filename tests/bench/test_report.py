@@ -127,6 +127,21 @@ def test_markdown_has_headline_tables_and_failures() -> None:
     assert "| text 1thr | obproxy-1w | failed: boom |" in text
 
 
+def test_rounds_combine_into_medians() -> None:
+    rounds = [
+        Row("mariadb", "point_select", "text 8thr", "relay", "q/s", rate=r, cpu_us=c, errors=e)
+        for r, c, e in [(100.0, 30.0, 0), (300.0, 10.0, 1), (200.0, None, 0)]
+    ]
+    rounds.append(Row("mariadb", "point_select", "text 8thr", "relay", "q/s", error="crashed"))
+    combined = report.combine(rounds)
+    assert combined.rate == 200.0
+    assert combined.cpu_us == 20.0
+    assert combined.errors == 1
+    assert combined.error == "crashed"
+    assert not combined.failed
+    assert report.combine(rounds[3:]).failed
+
+
 def test_json_round_trip() -> None:
     rows = report.with_ratios(
         cell(direct=(1000.0, None), relay=(500.0, 20.0), obproxy_1w=(250.0, 40.0)), INTERPRETERS
