@@ -415,10 +415,23 @@ def plot(rows: Sequence[Row], path: Path, title: str = "") -> bool:
             axis.set_xlabel("client threads")
             axis.grid(True, alpha=0.3)
             axis.set_ylim(bottom=0)
-        axes[line][0].legend(fontsize="small")
+    # One legend for all panels, under them, so that no line is hidden behind it.
+    labels: Dict[str, Any] = {}
+    for axis in axes.flat:
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            labels.setdefault(label, handle)
+    figure.legend(
+        list(labels.values()),
+        list(labels),
+        loc="lower center",
+        ncol=min(4, len(labels)),
+        fontsize="small",
+        frameon=False,
+    )
     if title:
         figure.suptitle(title, fontsize="medium")
-    figure.tight_layout()
+    rows_of_legend = (len(labels) + 3) // 4
+    figure.tight_layout(rect=(0, 0.035 * rows_of_legend / len(backends) * 2, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)
