@@ -263,6 +263,9 @@ def markdown(rows: Sequence[Row], meta: Mapping[str, Any]) -> str:
         lines += ["## Headline", ""]
         lines += headline_markdown(headline)
         lines.append("")
+    summary = summary_markdown(rows)
+    if summary:
+        lines += ["## Summary", ""] + summary
     for backend in _ordered(r.backend for r in rows):
         for workload in _ordered(r.workload for r in rows if r.backend == backend):
             chosen = [r for r in rows if r.backend == backend and r.workload == workload]
@@ -340,6 +343,107 @@ def headline_markdown(rows: Sequence[Row]) -> List[str]:
         "CPU x relay",
     ]
     return _table(header, body)
+
+
+def _find(
+    rows: Sequence[Row], backend: str, workload: str, variant: str, target: str
+) -> Row | None:
+    for row in rows:
+        if (row.backend, row.workload, row.target) == (backend, workload, target) and (
+            not variant or row.variant == variant
+        ):
+            return None if row.failed else row
+    return None
+
+
+#: The point_select cells of the summary: (mode, threads).
+SUMMARY_CELLS = (("text", 8), ("text", 32), ("ps", 32))
+
+
+def summary_markdown(rows: Sequence[Row]) -> List[str]:
+    """
+    Two compact tables for the docs: each target's CPU per point select (and its ratio to the
+    relay on the same interpreter) at 8 and 32 threads, per backend; and the other workloads'
+    main figure per backend (churn rate over direct, streaming rate over the relay with the RSS
+    growth, idle KiB per session).
+    """
+    backends = _ordered(r.backend for r in rows)
+    order = _ordered(r.target for r in rows if r.workload == HEADLINE_WORKLOAD)
+    order += [t for t in _ordered(r.target for r in rows) if t not in order]
+    lines: List[str] = []
+    cells = [
+        (b, f"{mode} {n}thr")
+        for b in backends
+        for mode, n in SUMMARY_CELLS
+        if any(r.backend == b and r.variant == f"{mode} {n}thr" for r in rows)
+    ]
+    if cells:
+        lines += ["Proxy CPU per point select, us (x the relay on the same interpreter):", ""]
+        body = []
+        for target in order:
+            found = [_find(rows, b, HEADLINE_WORKLOAD, v, target) for b, v in cells]
+            if target == "direct" or not any(found):
+                continue
+            body.append(
+                [target]
+                + [
+                    "-" if r is None else f"{fmt(r.cpu_us)} ({fmt_ratio(r.cpu_x_relay)})"
+                    for r in found
+                ]
+            )
+        lines += _table(["target", *(f"{b} {v}" for b, v in cells)], body)
+        lines.append("")
+        # The issue's PyPy target is stated against HAProxy's CPU per query.
+        body = []
+        for target in order:
+            if not target.startswith("obproxy"):
+                continue
+            over = [
+                ratio(
+                    getattr(_find(rows, b, HEADLINE_WORKLOAD, v, target), "cpu_us", None),
+                    getattr(_find(rows, b, HEADLINE_WORKLOAD, v, "haproxy"), "cpu_us", None),
+                )
+                for b, v in cells
+            ]
+            if any(f is not None for f in over):
+                body.append([target, *(fmt_ratio(f) for f in over)])
+        if body:
+            lines += ["The same CPU per query over HAProxy's:", ""]
+            lines += _table(["target", *(f"{b} {v}" for b, v in cells)], body)
+            lines.append("")
+    others = [w for w in ("churn", "stream", "idle") if any(r.workload == w for r in rows)]
+    if others:
+        header = ["target"]
+        for backend in backends:
+            header += [
+                {
+                    "churn": f"{backend} churn conn/s (x direct)",
+                    "stream": f"{backend} stream MiB/s (x relay), RSS growth",
+                    "idle": f"{backend} idle KiB/session",
+                }[w]
+                for w in others
+            ]
+        body = []
+        for target in order:
+            line = [target]
+            for backend in backends:
+                for workload in others:
+                    r = _find(rows, backend, workload, "", target)
+                    if r is None:
+                        line.append("-")
+                    elif workload == "churn":
+                        line.append(f"{fmt(r.rate)} ({fmt_ratio(r.x_direct)})")
+                    elif workload == "stream":
+                        growth = (
+                            "" if r.rss_growth_mib is None else f", +{r.rss_growth_mib:.1f} MiB"
+                        )
+                        line.append(f"{fmt(r.rate)} ({fmt_ratio(r.x_relay)}){growth}")
+                    else:
+                        line.append(fmt(r.kib_per_session, 1))
+            body.append(line)
+        lines += _table(header, body)
+        lines.append("")
+    return lines
 
 
 # -- files -------------------------------------------------------------------------------------
@@ -436,3 +540,21 @@ def plot(rows: Sequence[Row], path: Path, title: str = "") -> bool:
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return True
+
+
+def main(argv: Sequence[str]) -> int:
+    """
+    C{python -m bench.report FILE.json}: print the summary tables of a run (for the docs).
+    """
+    meta, rows = rows_from_json(Path(argv[0]).read_text())
+    print(f"commit {meta.get('commit')}, {meta.get('date')}, {meta.get('machine')}")
+    print(f"settings: {meta.get('settings')}")
+    print()
+    print("\n".join(summary_markdown(rows)))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

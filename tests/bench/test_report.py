@@ -214,3 +214,19 @@ def test_procstat_reads_a_process_tree() -> None:
         child.wait()
     with pytest.raises(OSError):
         procstat.cpu_seconds(2**22 + 1)
+
+
+def test_summary_tables() -> None:
+    rows = cell(
+        direct=(1000.0, None),
+        relay=(500.0, 20.0),
+        haproxy=(800.0, 5.0),
+        obproxy_1w=(250.0, 40.0),
+    )
+    rows.append(
+        Row("mariadb", "idle", "10cl", "obproxy-1w", "sessions", rate=10.0, kib_per_session=9.5)
+    )
+    text = "\n".join(report.summary_markdown(report.with_ratios(rows, INTERPRETERS)))
+    assert "| obproxy-1w | 40 (2.00x) |" in text  # CPU per query and x relay
+    assert "| obproxy-1w | 8.00x |" in text  # over HAProxy's
+    assert "| obproxy-1w | 9.5 |" in text  # idle KiB per session
