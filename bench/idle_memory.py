@@ -2,7 +2,7 @@
 The proxy's memory per idle client session: RSS of the C{twistd obproxy}
 process before and after C{N} clients logged in and stayed idle.
 
-    python bench/idle_memory.py [--clients 9900] [--python EXE] [--concurrency 200]
+    python bench/idle_memory.py [--clients 10000] [--python EXE] [--concurrency 20] [--trace]
 
 It starts MariaDB with the test bed (C{OBPROXY_TESTBED_DIR}, default
 C{/tmp/tb-p1}), raises its C{max_connections}, starts the proxy in its own
@@ -21,18 +21,24 @@ Then every client pings (each must get its OK) and all disconnect.
 Each client costs the proxy two file descriptors; the process's limit is
 raised to its hard limit, and C{N} is lowered to what fits (with a note).
 The numbers are printed, never asserted.
+
+C{--trace} runs the proxy under tracemalloc (its RSS is then not the figure)
+and prints where the Python allocations per session come from.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import os
 import resource
+import signal
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import List, Tuple
 
@@ -153,6 +159,54 @@ async def ping_all(clients: List[Client]) -> List[str]:
     return errors
 
 
+#: Installed in the proxy with --trace: SIGUSR2 dumps a tracemalloc snapshot.
+SNAPSHOT_HOOK = """
+import os, signal, tracemalloc
+
+def _dump(signum, frame):
+    path = os.environ["IDLE_MEMORY_SNAPSHOT"] + "." + str(_dump.count)
+    _dump.count += 1
+    tracemalloc.take_snapshot().dump(path + ".tmp")
+    os.rename(path + ".tmp", path)
+
+_dump.count = 0
+signal.signal(signal.SIGUSR2, _dump)
+"""
+
+
+def snapshot(pid: int, base: Path, index: int) -> tracemalloc.Snapshot:
+    """
+    Have the traced proxy dump a snapshot; load it.
+    """
+    os.kill(pid, signal.SIGUSR2)
+    path = Path(f"{base}.{index}")
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit("the proxy wrote no tracemalloc snapshot")
+        time.sleep(0.1)
+    return tracemalloc.Snapshot.load(str(path))
+
+
+def print_allocations(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, held: int) -> None:
+    """
+    Bytes per session by allocating line (the innermost obproxy_tx frame when
+    there is one, else the innermost frame).
+    """
+    sites: collections.Counter[str] = collections.Counter()
+    total = 0
+    for stat in after.compare_to(before, "traceback"):
+        total += stat.size_diff
+        frames = list(stat.traceback)
+        ours = [f for f in frames if "/obproxy_tx/" in f.filename]
+        frame = ours[-1] if ours else frames[-1]
+        short = frame.filename.split("/obproxy_tx/")[-1].split("site-packages/")[-1]
+        sites[f"{short}:{frame.lineno}"] += stat.size_diff
+    print(f"python allocations: {total / held:.0f} bytes per session; by line:")
+    for site, size in sites.most_common(30):
+        print(f"  {size / held:7.0f}  {site}")
+
+
 def raise_file_limit() -> int:
     """
     Raise this process's open-file limit to its hard limit; return it.
@@ -169,6 +223,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--python", default=sys.executable, help="the proxy's interpreter")
     parser.add_argument("--proxy-options", default="", help="extra top-level YAML for the proxy")
+    parser.add_argument("--trace", action="store_true", help="where the allocations come from")
     args = parser.parse_args()
     os.environ.setdefault("OBPROXY_TESTBED_DIR", "/tmp/tb-p1")
     # The proxy (a child) inherits the raised limit.
@@ -197,6 +252,16 @@ def main() -> int:
     account = server.account("native")
     credentials = (account.user, account.password, server.database)
     workdir = Path(tempfile.mkdtemp(prefix="idle-memory-"))
+    snapshots = workdir / "snapshot"
+    if args.trace:
+        hook = workdir / "hook"
+        hook.mkdir()
+        (hook / "sitecustomize.py").write_text(SNAPSHOT_HOOK)
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(hook), os.environ.get("PYTHONPATH")])
+        )
+        os.environ["PYTHONTRACEMALLOC"] = "10"
+        os.environ["IDLE_MEMORY_SNAPSHOT"] = str(snapshots)
     proxy = start_proxy(
         args.python,
         (server.host, server.port),
@@ -217,6 +282,7 @@ def main() -> int:
             client.close()
         time.sleep(1.0)
         before = rss_kib(proxy.pid)
+        traced_before = snapshot(proxy.pid, snapshots, 0) if args.trace else None
         began = time.monotonic()
         clients, errors = loop.run_until_complete(
             open_clients(proxy.port, credentials, count, args.concurrency)
@@ -224,6 +290,7 @@ def main() -> int:
         took = time.monotonic() - began
         time.sleep(1.0)
         after = rss_kib(proxy.pid)
+        traced_after = snapshot(proxy.pid, snapshots, 1) if args.trace else None
         held = len(clients)
         per = (after - before) / held if held else float("nan")
         print(
@@ -233,6 +300,8 @@ def main() -> int:
         )
         if errors:
             print(f"  first error: {errors[0]}")
+        if traced_before is not None and traced_after is not None and held:
+            print_allocations(traced_before, traced_after, held)
         ping_errors = loop.run_until_complete(ping_all(clients))
         print(f"pinged {held - len(ping_errors)} of {held}, errors {len(ping_errors)}")
         if ping_errors:

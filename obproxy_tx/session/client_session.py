@@ -309,6 +309,68 @@ class ClientSession(Protocol):
         C{__global_vars_version} by later ODP-mode logins.
     """
 
+    # The proxy holds one per client: its attributes live in slots rather than
+    # a per-instance dict (Protocol's own few stay in one). Measured with
+    # bench/idle_memory.py.
+    __slots__ = (
+        "_adopted",
+        "_answer",
+        "_busy",
+        "_client_answer",
+        "_closed",
+        "_closing",
+        "_doomed",
+        "_events",
+        "_first_login_done",
+        "_greeting_caps",
+        "_idle_since",
+        "_idle_timeout",
+        "_idle_timer",
+        "_in_transaction",
+        "_login_timer",
+        "_lost_idle",
+        "_multi_statements",
+        "_pauser",
+        "_pending_change",
+        "_processing",
+        "_producer",
+        "_proxysys",
+        "_relay_ss",
+        "_reported_sys_vars",
+        "_request_command",
+        "_request_database",
+        "_request_failed",
+        "_request_info",
+        "_response",
+        "_reused",
+        "_running",
+        "_scramble",
+        "_stage1",
+        "_verifier",
+        "_versions_before",
+        "active",
+        "bound",
+        "cluster",
+        "conn",
+        "connected_at_us",
+        "cs_id",
+        "global_vars_version",
+        "last_command_at",
+        "lii_session",
+        "login",
+        "machine",
+        "manager",
+        "peer",
+        "peer_port",
+        "pool",
+        "proxy_sessid",
+        "route_addr",
+        "state",
+        "statements",
+        "stats",
+        "trans_count",
+    )
+
     _log = Logger()
     transport: Any
 
@@ -340,7 +402,8 @@ class ClientSession(Protocol):
         self._stage1 = b""
         self._verifier = b""
         self._response: HandshakeResponse41 | None = None
-        self._events: collections.deque[Any] = collections.deque()
+        # Client events not served yet (made when the first one has to wait).
+        self._events: collections.deque[Any] | None = None
         self._busy = False
         self._running: object | None = None
         self._processing = False
@@ -365,7 +428,8 @@ class ClientSession(Protocol):
         self._request_failed = False
         self._request_database: str | None = None
         self._versions_before = self.state.versions
-        self._reported_sys_vars: set[str] = set()
+        # Variables the server reported in the current answer (made when one is).
+        self._reported_sys_vars: set[str] | None = None
         self._in_transaction = False
         self._multi_statements = True
         self._greeting_caps = _DEFAULT_CAPABILITIES
@@ -599,7 +663,7 @@ class ClientSession(Protocol):
             return
         conn = self.conn
         if conn.phase is Phase.CONNECT:
-            self._events.append(data)
+            self._queue().append(data)
             return
         try:
             events = conn.receive_data(data)
@@ -613,7 +677,7 @@ class ClientSession(Protocol):
                 if event.__class__ is LocalInfileData:
                     active.send(event)
                 else:
-                    self._events.append(event)
+                    self._queue().append(event)
             return
         if (
             len(events) == 1
@@ -631,8 +695,14 @@ class ClientSession(Protocol):
             finally:
                 self._processing = False
             return
-        self._events.extend(events)
+        self._queue().extend(events)
         self._process()
+
+    def _queue(self) -> collections.deque[Any]:
+        events = self._events
+        if events is None:
+            events = self._events = collections.deque()
+        return events
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: N802,B008
         """
@@ -779,8 +849,8 @@ class ClientSession(Protocol):
             self._processing = False
 
     def _serve_queue(self) -> None:
-        events = self._events
         while not self._busy and not self._closed and not self._closing:
+            events = self._events
             if not events:
                 if self.conn.phase is Phase.CONNECT:
                     return
@@ -791,6 +861,7 @@ class ClientSession(Protocol):
                     return
                 if not pipelined:
                     return
+                events = self._queue()
                 events.extend(pipelined)
             event = events.popleft()
             if event.__class__ is bytes:
@@ -1947,7 +2018,10 @@ class ClientSession(Protocol):
                 if item.type == SessionTrackType.SESSION_TRACK_SYSTEM_VARIABLES:
                     name, value = item.system_variable()
                     text = name.decode("utf-8", "surrogateescape").lower()
-                    self._reported_sys_vars.add(text)
+                    reported = self._reported_sys_vars
+                    if reported is None:
+                        reported = self._reported_sys_vars = set()
+                    reported.add(text)
                     if text == _GLOBAL_VARS_VERSION and value.isdigit():
                         self.global_vars_version = int(value)
                     if text not in _NOT_SYNCED and not text.startswith("_"):
@@ -2020,17 +2094,19 @@ class ClientSession(Protocol):
             )
         if info.user_var_values:
             self.state.set_user_vars(info.user_var_values)
+        reported = self._reported_sys_vars
+        self._reported_sys_vars = None
         if not info.system_var_assignments and not info.user_var_assignments:
             # The usual statement: nothing to read back.
-            self._reported_sys_vars.clear()
             return None
         sys_names = [
             name
             for name, scope in info.system_var_assignments
-            if scope != "global" and name not in self._reported_sys_vars and name not in _NOT_SYNCED
+            if scope != "global"
+            and (reported is None or name not in reported)
+            and name not in _NOT_SYNCED
         ]
         user_names = sorted(info.user_var_assignments)
-        self._reported_sys_vars.clear()
         if not sys_names and not user_names:
             return None
         return sys_names, user_names

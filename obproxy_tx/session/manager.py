@@ -33,7 +33,7 @@ from obproxy_tx.session.ids import (
     make_proxy_sessid,
 )
 from obproxy_tx.session.pool import SharedSessionPool
-from obproxy_tx.session.server_session import BackendLogin, ServerSession
+from obproxy_tx.session.server_session import BackendLogin, ServerSession, connect_session
 from obproxy_tx.session.stats import ProxyStats
 from obproxy_tx.wire.connection import ClientConnection
 from obproxy_tx.wire.constants import Capability
@@ -433,7 +433,7 @@ class SessionManager(Service):
             on_lost=None if side else client.server_session_lost,
         )
         endpoint = clientFromString(self.reactor, server.endpoint)
-        connecting = connectProtocol(endpoint, session)
+        connecting = connect_session(endpoint, session)
         connecting.addTimeout(self.config.short_async_task_timeout, self.reactor)
         try:
             await connecting

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Any, Callable, Iterable, Optional
+from typing import AbstractSet, Any, Callable, Iterable, Optional
 
 import attrs
 
@@ -648,6 +648,10 @@ def parse_route_addr(text: str) -> str | None:
     return f"{ip >> 24 & 255}.{ip >> 16 & 255}.{ip >> 8 & 255}.{ip & 255}:{port_number}"
 
 
+_NO_TABLES: AbstractSet[tuple[str | None, str]] = frozenset()
+_NO_NAMES: AbstractSet[str] = frozenset()
+
+
 @attrs.define
 class SessionState:
     """
@@ -676,8 +680,10 @@ class SessionState:
     pin_reasons: set[str] = attrs.field(factory=set)
     user_locks: dict[bytes, int] = attrs.field(factory=dict)
     user_locks_unknown: bool = False
-    temp_tables: set[tuple[str | None, str]] = attrs.field(factory=set)
-    text_prepared: set[str] = attrs.field(factory=set)
+    # Rarely used: one shared empty set until the first name goes in (an empty
+    # set is 216 bytes, and the proxy holds one state per client).
+    temp_tables: AbstractSet[tuple[str | None, str]] = _NO_TABLES
+    text_prepared: AbstractSet[str] = _NO_NAMES
 
     def apply_pins(
         self,
@@ -718,9 +724,9 @@ class SessionState:
                 # a failed statement is not).
                 reasons.discard(_PIN_SET_TRANSACTION)
             if info.ps_name is not None and "PREPARE" in kinds:
-                self.text_prepared.add(info.ps_name)
+                self.text_prepared = self.text_prepared | {info.ps_name}
             elif info.ps_name is not None and "DEALLOCATE" in kinds:
-                self.text_prepared.discard(info.ps_name)
+                self.text_prepared = self.text_prepared - {info.ps_name}
                 if not self.text_prepared:
                     reasons.discard(_PIN_TEXT_PREPARE)
             if kinds == ("XA",) and info.xa_action in ("COMMIT", "ROLLBACK"):
@@ -752,12 +758,13 @@ class SessionState:
             self.pin_reasons.discard(PIN_USER_LOCK)
 
     def _apply_tables(self, effects: PinEffects, succeeded: bool, database: str | None) -> None:
-        tables = self.temp_tables
+        tables = set(self.temp_tables)
         for db, name in effects.temp_tables_created:
             tables.add((db if db is not None else database, name))
         if succeeded and not effects.changes_database:
             for db, name in effects.tables_dropped:
                 tables.discard((db if db is not None else database, name))
+        self.temp_tables = tables if tables else _NO_TABLES
         if tables:
             self.pin_reasons.add(_PIN_TEMPORARY_TABLE)
         else:
@@ -841,8 +848,8 @@ class SessionState:
         self.pin_reasons.clear()
         self.user_locks.clear()
         self.user_locks_unknown = False
-        self.temp_tables.clear()
-        self.text_prepared.clear()
+        self.temp_tables = _NO_TABLES
+        self.text_prepared = _NO_NAMES
         self.database = database
         self.versions = self.versions.bumped(*VarClass)
 

@@ -542,8 +542,6 @@ _TURNS: dict[Role, frozenset[Phase]] = {
     role: frozenset(phase for (sender, phase) in _TRANSITIONS if sender is role) for role in Role
 }
 
-_OTHER = {Role.SERVER: Role.CLIENT, Role.CLIENT: Role.SERVER}
-
 _LOGIN_PHASES = frozenset((Phase.AUTHENTICATING, Phase.AUTH_MORE_DATA))
 _CHANGE_USER_PHASES = frozenset((Phase.CHANGE_USER, Phase.CHANGE_USER_MORE_DATA))
 #: Phases where the server sends a "rows are over" terminator (EOF or, under
@@ -554,6 +552,8 @@ _NO_REPLY = (ComStmtClose, ComStmtSendLongData, ComQuit)
 
 
 _STATUS_FLAGS: dict[int, ServerStatus] = {}
+# One shared empty set (an empty frozenset is 216 bytes, and not a singleton).
+_NO_LONG_DATA: frozenset[int] = frozenset()
 _QUERY_ATTRIBUTES = int(Capability.CLIENT_QUERY_ATTRIBUTES)
 # Flag arithmetic on the enums is a Python-level call; the properties use ints.
 _IN_TRANS = int(ServerStatus.SERVER_STATUS_IN_TRANS)
@@ -798,7 +798,42 @@ class _Connection:
     @ivar tls: whether L{tls_started} was called (the conversation is encrypted).
     """
 
+    # A proxy holds two of these per client: slots keep them small.
+    __slots__ = (
+        "_compression_pending",
+        "_deprecate_eof",
+        "_eof_received",
+        "_execute_columns",
+        "_execute_long_data",
+        "_framer",
+        "_omitted_eof",
+        "_phase",
+        "_phase_before_error",
+        "_prepared",
+        "capabilities",
+        "client_capabilities",
+        "column_count",
+        "columns",
+        "columns_remaining",
+        "command",
+        "compression",
+        "compression_level",
+        "greeting",
+        "max_packet_size",
+        "server_capabilities",
+        "statements",
+        "status_flags",
+        "tls",
+        "trailing_data",
+        "warnings",
+    )
+
     role: Role
+    # Fixed by the role (class attributes of the two subclasses): the peer, the
+    # phases in which the peer sends, the phase in which this side sends rows.
+    _peer: Role
+    _peer_turn: frozenset[Phase]
+    _row_phase: Phase | None
 
     def __init__(
         self,
@@ -837,13 +872,9 @@ class _Connection:
         self._omitted_eof = False
         self._compression_pending = False
         self._prepared: Any = None
-        self._execute_long_data: frozenset[int] = frozenset()
+        self._execute_long_data: frozenset[int] = _NO_LONG_DATA
         self._execute_columns: dict[int, list[Any]] = {}
-        self._peer = _OTHER[self.role]
-        # The phase in which this side sends rows (a client never does).
-        self._row_phase = Phase.RESULT_ROWS if self.role is Role.SERVER else None
         self.tls = False
-        self._peer_turn = _TURNS[self._peer]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} phase={self._phase.name}>"
@@ -1418,10 +1449,10 @@ class _Connection:
         if cls is ComStmtSendLongData:
             info = attrs.evolve(info, long_data=info.long_data | {event.param_id})
         elif cls is ComStmtReset:
-            info = attrs.evolve(info, long_data=frozenset())
+            info = attrs.evolve(info, long_data=_NO_LONG_DATA)
         elif cls is ComStmtExecute:
             self._execute_long_data = info.long_data
-            info = attrs.evolve(info, long_data=frozenset())
+            info = attrs.evolve(info, long_data=_NO_LONG_DATA)
             if event.raw_parameters is None and event.new_params_bound and event.parameters:
                 info = attrs.evolve(info, param_types=event.parameter_types())
         self.statements[info.statement_id] = info
@@ -1594,7 +1625,11 @@ class ServerConnection(_Connection):
     (no parameters), and the application answers with an ERR.
     """
 
+    __slots__ = ()
     role = Role.SERVER
+    _peer = Role.CLIENT
+    _peer_turn = _TURNS[Role.CLIENT]
+    _row_phase = Phase.RESULT_ROWS
 
 
 class ClientConnection(_Connection):
@@ -1613,7 +1648,12 @@ class ClientConnection(_Connection):
     done (L{Phase.COMMAND_IDLE}).
     """
 
+    __slots__ = ()
     role = Role.CLIENT
+    _peer = Role.SERVER
+    _peer_turn = _TURNS[Role.SERVER]
+    # A client never sends rows.
+    _row_phase = None
 
 
 def _phase_node(phase: Phase) -> str:

@@ -60,26 +60,39 @@ class _VersionReportingProtocol(FakeObserverProtocol):
     """
 
     def _finish_login(self, database: str | None) -> None:
-        send = self.connection.send
-
-        def with_version(packet: Any) -> bytes:
-            if isinstance(packet, p.OKPacket):
-                packet = p.OKPacket.with_session_state(
-                    [
-                        p.SessionStateItem.for_system_variable(
-                            b"ob_proxy_global_variables_version",
-                            str(GLOBAL_VARS_VERSION).encode(),
-                        )
-                    ],
-                    status_flags=packet.status_flags,
-                )
-            return send(packet)
-
-        self.connection.send = with_version  # type: ignore[method-assign]
+        connection = self.connection
+        # The connection's class has __slots__: its send cannot be replaced on
+        # the instance, so the login sees a stand-in that adds the version.
+        self.connection = _WithVersion(connection)  # type: ignore[assignment]
         try:
             super()._finish_login(database)
         finally:
-            del self.connection.send
+            self.connection = connection
+
+
+class _WithVersion:
+    """
+    A server connection whose OK packets report C{ob_proxy_global_variables_version}.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+    def send(self, packet: Any) -> bytes:
+        if isinstance(packet, p.OKPacket):
+            packet = p.OKPacket.with_session_state(
+                [
+                    p.SessionStateItem.for_system_variable(
+                        b"ob_proxy_global_variables_version",
+                        str(GLOBAL_VARS_VERSION).encode(),
+                    )
+                ],
+                status_flags=packet.status_flags,
+            )
+        return bytes(self._connection.send(packet))
 
 
 @attrs.define
