@@ -432,8 +432,7 @@ class SessionManager(Service):
             login,
             on_lost=None if side else client.server_session_lost,
         )
-        endpoint = clientFromString(self.reactor, server.endpoint)
-        connecting = connect_session(endpoint, session)
+        connecting = connect_session(self.reactor, server, session)
         connecting.addTimeout(self.config.short_async_task_timeout, self.reactor)
         try:
             await connecting

@@ -251,8 +251,11 @@ class AnswerRelay:
         self._skip = 0
         out: list[bytes] = []
         run = 0  # where the bytes not yet put in out begin
+        # The loop runs once per packet: state in locals, written back after it.
         seq = self._seq
         state = self._state
+        continued = self._continued
+        columns = self._columns
         unpack = _HEADER.unpack_from
         try:
             while pos < end:
@@ -267,9 +270,9 @@ class AnswerRelay:
                 length = header & 0xFFFFFF
                 body = pos + 4
                 following = body + length
-                if self._continued:
+                if continued:
                     # A continuation chunk of a large packet: its first byte is data.
-                    self._continued = length == MAX_PACKET_CHUNK
+                    continued = length == MAX_PACKET_CHUNK
                 elif not length:
                     raise _malformed("empty payload")
                 elif body == end:
@@ -277,15 +280,17 @@ class AnswerRelay:
                 elif state == _ROWS:
                     first = data[body]
                     if first < 0xFE or (first == 0xFE and length == MAX_PACKET_CHUNK):
-                        self._continued = length == MAX_PACKET_CHUNK
+                        if length == MAX_PACKET_CHUNK:
+                            continued = True
                     else:
+                        # The end of the rows (EOF, or OK under DEPRECATE_EOF) or an ERR.
                         if following > end:
                             self._check_hold(length)
                             break
+                        seq = (seq + 1) & 0xFF
+                        pos = following
                         if first == 0xFF:
                             self._error()
-                            seq = (seq + 1) & 0xFF
-                            pos = following
                             break
                         if length < 7:
                             if length != 5:
@@ -293,22 +298,21 @@ class AnswerRelay:
                             self._warnings = data[body + 1] | data[body + 2] << 8
                             self._status = data[body + 3] | data[body + 4] << 8
                         else:
-                            replaced = self._ok(data, body, following, seq)
+                            replaced = self._ok(data, body, following, (seq - 1) & 0xFF)
                             if replaced is not None:
-                                out.append(data[run:pos])
+                                out.append(data[run : body - 4])
                                 out.append(replaced)
                                 run = following
-                        seq = (seq + 1) & 0xFF
-                        pos = following
                         if not self._status & _MORE_RESULTS:
                             self._finish()
                             break
                         state = _PENDING
                         continue
                 elif state == _COLUMNS:
-                    self._columns -= 1
-                    self._continued = length == MAX_PACKET_CHUNK
-                    if not self._columns:
+                    columns -= 1
+                    if length == MAX_PACKET_CHUNK:
+                        continued = True
+                    if not columns:
                         state = _ROWS if self._deprecate_eof else _COLUMNS_EOF
                 else:
                     # The first packet of a result, or the EOF after the columns: small
@@ -336,9 +340,9 @@ class AnswerRelay:
                             break
                         continue
                     elif first == 0xFF:
-                        self._error()
                         seq = (seq + 1) & 0xFF
                         pos = following
+                        self._error()
                         break
                     elif first == 0xFB:
                         # LOCAL INFILE: the connections take over from this packet.
@@ -353,12 +357,11 @@ class AnswerRelay:
                         if size == 0 or size > length:
                             raise _malformed("bad column count")
                         if size == 1:
-                            count = first
+                            columns = first
                         else:
-                            count = int.from_bytes(data[body + 1 : body + size], "little")
-                        if count == 0 or size != length:
+                            columns = int.from_bytes(data[body + 1 : body + size], "little")
+                        if columns == 0 or size != length:
                             raise _malformed("bad column count")
-                        self._columns = count
                         state = _COLUMNS
                 seq = (seq + 1) & 0xFF
                 pos = following
@@ -367,6 +370,8 @@ class AnswerRelay:
             raise
         self._seq = seq
         self._state = state
+        self._continued = continued
+        self._columns = columns
         if self.done:
             if pos < end:
                 self.leftover = data[pos:]
