@@ -123,6 +123,12 @@ def _output(command: Sequence[str]) -> str:
     return (done.stdout or done.stderr).strip()
 
 
+def _load() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    return "unknown"
+
+
 def commit_description() -> str:
     """
     The commit measured, and the files of the proxy and the benchmark that differ from it (others
@@ -382,6 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = parse_args(argv)
     began = time.monotonic()
+    load_before = _load()
     # A relaying process holds two sockets per client (client and backend side).
     limit = raise_file_limit(2 * args.idle_clients + 1024)
     # HAProxy checks at start that it has two descriptors for each connection it may accept.
@@ -453,6 +460,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 print(f"== {kind}: FAILED: {exc}", flush=True)
     meta["duration"] = f"{time.monotonic() - began:.0f} s"
+    # Other work on the machine moves every figure; the load says how much there was.
+    meta["load average"] = f"{load_before} at the start, {_load()} at the end"
     rows = report.with_ratios(rows, interpreters)
     text = report.markdown(rows, meta)
     args.out.mkdir(parents=True, exist_ok=True)
