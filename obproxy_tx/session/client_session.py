@@ -335,6 +335,7 @@ class ClientSession(Protocol):
         "_processing",
         "_producer",
         "_proxysys",
+        "_raw_query",
         "_relay_ss",
         "_reported_sys_vars",
         "_request_command",
@@ -423,6 +424,8 @@ class ClientSession(Protocol):
         # and the server session last found to speak the client's formats.
         self._answer: AnswerRelay | None = None
         self._relay_ss: ServerSession | None = None
+        # The bytes of the read being served when it was one whole command.
+        self._raw_query: bytes | None = None
         self._request_info: Any = None
         self._request_command: Any = None
         self._request_failed = False
@@ -688,11 +691,14 @@ class ClientSession(Protocol):
         ):
             # The usual read: one command while idle, served without the queue.
             self._processing = True
+            self._raw_query = data
             try:
                 self._handle(events[0])
+                self._raw_query = None
                 if not self._busy:
                     self._serve_queue()
             finally:
+                self._raw_query = None
                 self._processing = False
             return
         self._queue().extend(events)
@@ -1693,7 +1699,12 @@ class ClientSession(Protocol):
         bound.transact_count += 1
         if self._producer is not bound:
             self._attach(bound)
-        bound.send(command)
+        raw = self._raw_query
+        if raw is not None:
+            # The client's own bytes go on as they came (same payload, sequence id 0).
+            bound.send_query(command, raw)
+        else:
+            bound.send(command)
         if self._relayer().start(conn, self.conn):
             bound.passthrough = self._pass
         else:

@@ -436,6 +436,13 @@ class ServerSession(Protocol):
         """
         write_now(self.transport, self.conn.send(packet))
 
+    def send_query(self, command: Any, framed: bytes) -> None:
+        """
+        Send a C{COM_QUERY} whose framed bytes the client sent (see
+        L{ClientConnection.send_query}).
+        """
+        write_now(self.transport, self.conn.send_query(command, framed))
+
     def request(self, packet: Any) -> defer.Deferred[list[Any]]:
         """
         Send an internal command and collect its whole answer.

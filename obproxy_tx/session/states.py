@@ -153,6 +153,8 @@ _MCS = ClientSessionState
 _CI = ClientSessionInput
 _MSS = ServerSessionState
 _SI = ServerSessionInput
+_ACTIVE = ServerSessionState.MSS_ACTIVE
+_BOUND = ServerSessionState.MSS_KA_CLIENT_SLAVE
 
 CLIENT_SESSION_TRANSITIONS: Mapping[
     ClientSessionState, Mapping[ClientSessionInput, ClientSessionState]
@@ -395,12 +397,20 @@ class ServerSessionMachine(_TableMachine[ServerSessionState, ServerSessionInput]
         """
         Fire L{ServerSessionInput.ACTIVATE}.
         """
+        # Once per request from the bound state: that move without the table.
+        if self._state is _BOUND and self._observers is None:
+            self._state = _ACTIVE
+            return _ACTIVE
         return self.fire(ServerSessionInput.ACTIVATE)
 
     def bind(self) -> ServerSessionState:
         """
         Fire L{ServerSessionInput.BIND}.
         """
+        # Once per request: the move back without the table.
+        if self._state is _ACTIVE and self._observers is None:
+            self._state = _BOUND
+            return _BOUND
         return self.fire(ServerSessionInput.BIND)
 
     def pool(self) -> ServerSessionState:

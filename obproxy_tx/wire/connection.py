@@ -1153,6 +1153,36 @@ class _Connection:
             self._switch_compression()
         return data
 
+    def send_query(self, event: ComQuery, framed: bytes) -> bytes:
+        """
+        L{send} a C{ComQuery} whose framed bytes the caller has already (a
+        proxy relaying its client's command: the same payload with sequence
+        id 0 frames to the same bytes).
+
+        @param event: the command.
+        @param framed: its bytes as C{send(event)} would return them
+            (header with sequence id 0, C{0x03}, the query); checked by length.
+        @return: the bytes to write (C{framed}, or C{send(event)} when this
+            conversation would frame it differently).
+        """
+        if (
+            self._phase is Phase.COMMAND_IDLE
+            and self.role is Role.CLIENT
+            and not self._omitted_eof
+            and not int(self.capabilities) & _QUERY_ATTRIBUTES
+            and self._framer.__class__ is PacketFramer
+            and self._framer._next_seq == 0
+            and len(framed) == len(event.query) + 5
+            and len(framed) < MAX_PACKET_CHUNK
+        ):
+            self.command = event
+            self.column_count = 0
+            self.columns = []
+            self._phase = Phase.RESULT_PENDING
+            self._framer._next_seq = 1
+            return framed
+        return self.send(event)
+
     def _checked_payload(self, event: Event, cls: type) -> bytes | None:
         """
         Check and apply the transition for sending C{event}; return its payload

@@ -34,7 +34,7 @@ from __future__ import annotations
 import struct
 from typing import Callable
 
-from obproxy_tx.wire.connection import ClientConnection, Phase, ServerConnection
+from obproxy_tx.wire.connection import ClientConnection, Phase, ServerConnection, _status_flags
 from obproxy_tx.wire.constants import MAX_PACKET_CHUNK, Capability, CursorType, ServerStatus
 from obproxy_tx.wire.errors import ErrorCode, RemoteProtocolError
 from obproxy_tx.wire.framing import PacketFramer, frame_payload
@@ -49,6 +49,7 @@ _PENDING = 0  # the first packet of a result is due
 _COLUMNS = 1  # column definitions are due
 _COLUMNS_EOF = 2  # the EOF after the definitions is due
 _ROWS = 3  # rows, then EOF/OK/ERR
+_IDLE = Phase.COMMAND_IDLE
 _PHASES = {
     _PENDING: Phase.RESULT_PENDING,
     _COLUMNS: Phase.RESULT_COLUMNS,
@@ -216,13 +217,15 @@ class AnswerRelay:
         """
         if not self._ready(server, client):
             return False
-        self._server = server
-        self._client = client
-        self._server_caps = server.capabilities
-        self._client_caps = client.capabilities
-        self._deprecate_eof = server._deprecate_eof
-        self._rewrite_ok = not int(client.capabilities) & _SESSION_TRACK
-        self._max_hold = server.max_packet_size
+        if server is not self._server or client is not self._client:
+            # Fixed for a pair of conversations: set when the pair changes.
+            self._server = server
+            self._client = client
+            self._server_caps = server.capabilities
+            self._client_caps = client.capabilities
+            self._deprecate_eof = server._deprecate_eof
+            self._rewrite_ok = not int(client.capabilities) & _SESSION_TRACK
+            self._max_hold = server.max_packet_size
         self.done = False
         self.failed = False
         self.leftover = None
@@ -431,9 +434,18 @@ class AnswerRelay:
         self._finish()
 
     def _finish(self) -> None:
+        # What _Connection._relayed(COMMAND_IDLE, 0, ...) does, inline: once per answer.
         status = self._status
+        flags = _status_flags(status) if status >= 0 else None
+        warnings = self._warnings
         for conn in (self._server, self._client):
-            conn._relayed(Phase.COMMAND_IDLE, 0, status, self._warnings)  # type: ignore[union-attr]
+            conn._phase = _IDLE  # type: ignore[union-attr]
+            conn._framer._next_seq = 0  # type: ignore[union-attr]
+            conn._omitted_eof = False  # type: ignore[union-attr]
+            conn.command = None  # type: ignore[union-attr]
+            if flags is not None:
+                conn.status_flags = flags  # type: ignore[union-attr]
+                conn.warnings = warnings  # type: ignore[union-attr]
         self.done = True
 
     def _hand_over(self, rest: bytes) -> None:
