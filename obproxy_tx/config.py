@@ -645,6 +645,17 @@ _ITEM_LIST = [
         maximum=86400,
     ),
     _item(
+        "session_pool_reset_command",
+        _K.CHOICE,
+        "auto",
+        "how a pooled server session is reset before another client uses it: "
+        "reset_connection (COM_RESET_CONNECTION), change_user (COM_CHANGE_USER to the same "
+        "user, which also checks the account again), or auto: reset_connection for MySQL "
+        "clusters, change_user for OceanBase ones (seekdb's COM_RESET_CONNECTION costs it more "
+        "than a login)",
+        choices=("auto", "reset_connection", "change_user"),
+    ),
+    _item(
         "enable_prometheus",
         _K.BOOL,
         False,
@@ -1046,6 +1057,7 @@ class ProxyConfig:
     session_pool_default_max_conn: int = _item_field("session_pool_default_max_conn")
     session_pool_max_total_conn: int = _item_field("session_pool_max_total_conn")
     session_pool_default_idle_timeout: float = _item_field("session_pool_default_idle_timeout")
+    session_pool_reset_command: str = _item_field("session_pool_reset_command")
     enable_prometheus: bool = _item_field("enable_prometheus")
     prometheus_listen_port: int = _item_field("prometheus_listen_port")
     username_separator: str = _item_field("username_separator")

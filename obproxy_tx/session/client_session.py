@@ -1523,6 +1523,11 @@ class ClientSession(Protocol):
         db_version = self.state.versions.db_name_version
         # COM_CHANGE_USER names the bare user (OceanBase: the tenant is the connection's).
         user = self.login.user if self.login is not None else None
+        method = self.manager.config.session_pool_reset_command
+        if method == "auto" and self.cluster is not None:
+            method = (
+                "change_user" if self.cluster.type is ClusterType.OCEANBASE else "reset_connection"
+            )
         for ss in sessions:
             ss.sink = None
             if (
@@ -1530,11 +1535,16 @@ class ClientSession(Protocol):
                 and ss is not active
                 and self._poolable(ss)
                 and shared.release(
-                    ss, key, database, ss.versions.db_name_version == db_version, user
+                    ss, key, database, ss.versions.db_name_version == db_version, user, method
                 )
             ):
                 continue
-            ss.close(quit=quit)
+            if quit:
+                ss.close(quit=True)
+            else:
+                # Gone without a word: at once, so the server counts the abort before it
+                # serves anything the client's other connections send after it.
+                ss.abort()
 
     def _poolable(self, ss: ServerSession) -> bool:
         """

@@ -155,6 +155,7 @@ class SessionManager(Service):
         self._ss_ids = ServerSessionIdCounter()
         # Workers interleave their sequences, so proxy_sessids differ across workers too.
         self._proxy_sessid_seq = itertools.count(1 + worker, max(1, config.work_thread_num))
+        self._proxy_sessid_bases: dict[tuple[str, int], int] = {}
         self._next_server: dict[str, Any] = {}
         self._user_directories: dict[str, Any] = {}
 
@@ -265,10 +266,16 @@ class SessionManager(Service):
         host = str(getattr(address, "host", "") or "")
         port = int(getattr(address, "port", 0) or 0)
         seq = next(self._proxy_sessid_seq)
-        try:
-            return make_proxy_sessid(host, port & 0xFFFF, seq)
-        except ValueError:
-            return make_proxy_sessid(0, port & 0xFFFF, seq)
+        # The address part is the same for every client of one listening address:
+        # parse it once (an IPv4Address per login is measurable in connection churn).
+        base = self._proxy_sessid_bases.get((host, port))
+        if base is None:
+            try:
+                base = make_proxy_sessid(host, port & 0xFFFF, 0)
+            except ValueError:
+                base = make_proxy_sessid(0, port & 0xFFFF, 0)
+            self._proxy_sessid_bases[(host, port)] = base
+        return base | (seq & 0xFFFF)
 
     def client_session_closed(self, session: ClientSession) -> None:
         """

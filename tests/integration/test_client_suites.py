@@ -108,7 +108,12 @@ def test_mariadb_test_suite(
         [("root", "")],
         name="mtr",
         # Users the tests create log in through the proxy too: learned from mysql.global_priv.
-        extra="metadata_user: root\nmetadata_password: ''",
+        # No shared pool: tests such as main.lock count the server's sessions
+        # (information_schema.processlist) and wait for their disconnects to show there,
+        # which pooled connections never do.
+        extra=(
+            "metadata_user: root\nmetadata_password: ''\nenable_session_pool_for_no_sharding: false"
+        ),
         cluster_extra="    learn_users: true",
         unix_socket=f"{short_dir}/proxy.sock",
     )

@@ -46,16 +46,18 @@ OTHER_SERVER = parse_server("127.0.0.2:3306")
 
 class Backend(Protocol):
     """
-    A scripted server: accepts the login; answers COM_RESET_CONNECTION as
-    C{reset} says (C{"ok"}, C{"error"}, C{"unsupported"} or C{"silent"}) and
-    COM_CHANGE_USER with an auth switch to a new scramble, then OK when the
-    answer is right.
+    A scripted server: accepts the login; answers both reset commands as
+    C{reset} says (C{"ok"}, C{"error"}, C{"unsupported"} or C{"silent"}), or
+    only C{COM_RESET_CONNECTION} that way with C{reset_only}. A
+    C{COM_CHANGE_USER} it accepts gets an auth switch to a new scramble first
+    (as MariaDB and seekdb do), then OK.
     """
 
     transport: Any
 
-    def __init__(self, reset: str = "ok") -> None:
+    def __init__(self, reset: str = "ok", reset_only: bool = False) -> None:
         self.reset = reset
+        self.reset_only = reset_only
         self.conn = ServerConnection(CAPS)
         self.commands: list[Any] = []
         self.change_user_ok = False
@@ -71,19 +73,22 @@ class Backend(Protocol):
                 self.transport.write(self.conn.send(ok))
                 continue
             self.commands.append(event)
-            if isinstance(event, ComResetConnection):
-                if self.reset == "ok":
-                    self.transport.write(self.conn.send(ok))
-                elif self.reset == "error":
+            how = self.reset
+            if isinstance(event, ComChangeUser) and self.reset_only:
+                how = "ok"
+            if isinstance(event, (ComResetConnection, ComChangeUser)) and how != "ok":
+                if how == "error":
                     self.transport.write(
                         self.conn.send(ERRPacket(ErrorCode.ER_NET_READ_ERROR, "no", "08S01"))
                     )
-                elif self.reset == "unsupported":
+                elif how == "unsupported":
                     self.transport.write(
                         self.conn.send(
                             ERRPacket(ErrorCode.ER_UNKNOWN_COM_ERROR, "Unknown command", "08S01")
                         )
                     )
+            elif isinstance(event, ComResetConnection):
+                self.transport.write(self.conn.send(ok))
             elif isinstance(event, ComChangeUser):
                 request = AuthSwitchRequest.for_scramble("mysql_native_password", b"N" * 20)
                 self.transport.write(self.conn.send(request))
@@ -191,14 +196,23 @@ def test_login_key_is_what_the_login_established() -> None:
     assert login_key("c1", replayed) is None
 
 
-def test_release_resets_then_pools_and_take_hands_it_over() -> None:
-    """COM_RESET_CONNECTION goes out at once, its OK is swallowed; the session waits shared."""
-    fixture = Fixture()
+@pytest.mark.parametrize(
+    ("method", "commands"),
+    [
+        ("change_user", [ComChangeUser, AuthSwitchResponse]),
+        ("reset_connection", [ComResetConnection]),
+    ],
+)
+def test_release_resets_then_pools_and_take_hands_it_over(
+    method: str, commands: list[type]
+) -> None:
+    """The reset goes out at once, its answer is swallowed; the session waits shared."""
+    fixture = Fixture(session_pool_reset_command=method)
     ss, backend = fixture.session()
     ss.statements[1] = 7
     ss.versions = SessionVarVersions(user_var_version=3, db_name_version=2)
     assert fixture.release(ss)
-    assert [type(c) for c in backend.commands] == [ComResetConnection]
+    assert [type(c) for c in backend.commands] == commands
     assert ss.machine.state is ServerSessionState.MSS_KA_SHARED
     assert ss.sink is None
     assert ss.statements == {}
@@ -209,6 +223,38 @@ def test_release_resets_then_pools_and_take_hands_it_over() -> None:
     assert len(fixture.pool) == 0 and fixture.stats.server_sessions_reused == 1
     assert ss.machine.state is ServerSessionState.MSS_KA_SHARED
     assert fixture.take() is None
+
+
+def test_change_user_is_to_the_same_user_with_the_known_database() -> None:
+    """COM_CHANGE_USER answers the greeting's scramble, then the switch's, and names the
+    session's database when it is known, none when it is not."""
+    fixture = Fixture(session_pool_reset_command="change_user")
+    ss, backend = fixture.session()
+    assert fixture.release(ss, "shop", True)
+    change = backend.commands[0]
+    assert isinstance(change, ComChangeUser)
+    assert change.username == "app" and change.database == "shop"
+    assert change.character_set == 45
+    assert change.auth_response == native_password_response(STAGE1_PASSWORD, b"S" * 20)
+    assert backend.change_user_ok
+    assert fixture.take(database="shop") == (ss, True)
+    other, backend = fixture.session()
+    assert fixture.release(other, "x", False)
+    assert backend.commands[0].database is None
+    assert fixture.take(database=None) == (other, True)
+
+
+def test_the_method_and_user_a_client_session_gives() -> None:
+    """The releasing client session may choose the command and the bare user name."""
+    fixture = Fixture()
+    ss, backend = fixture.session(login=backend_login(username="app@sys"))
+    assert fixture.pool.release(ss, login_key("c1", ss.login), "test", True, "app", "change_user")
+    fixture.flush()
+    assert backend.commands[0].username == "app"
+    assert fixture.take(login=backend_login(username="app@sys")) == (ss, True)
+    ss, backend = fixture.session()
+    assert fixture.release(ss)
+    assert [type(c) for c in backend.commands] == [ComResetConnection]
 
 
 def test_a_session_being_reset_is_not_handed_out() -> None:
@@ -235,8 +281,9 @@ def test_keys_keep_servers_users_and_logins_apart() -> None:
 
 def test_database_preference() -> None:
     """The session already in the client's database first; none for a client without one
-    unless known to have none; another database will do when the client applies its own."""
-    fixture = Fixture()
+    unless known to have none; another database will do when the client applies its own.
+    (COM_RESET_CONNECTION keeps whichever database the session had.)"""
+    fixture = Fixture(session_pool_reset_command="reset_connection")
     in_test, _ = fixture.session()
     unknown, _ = fixture.session()
     assert fixture.release(in_test, "test", True)
@@ -307,9 +354,10 @@ def test_idle_timeout_closes_pooled_sessions() -> None:
     assert fixture.clock.getDelayedCalls() == []
 
 
-def test_reset_error_closes_the_session() -> None:
+@pytest.mark.parametrize("method", ["change_user", "reset_connection"])
+def test_reset_error_closes_the_session(method: str) -> None:
     """A reset the server refuses: the session is closed, never handed out."""
-    fixture = Fixture()
+    fixture = Fixture(session_pool_reset_command=method)
     ss, _ = fixture.session(Backend(reset="error"))
     assert fixture.release(ss)
     assert not ss.alive
@@ -317,9 +365,10 @@ def test_reset_error_closes_the_session() -> None:
     assert fixture.stats.server_session_resets_failed == 1
 
 
-def test_unanswered_reset_closes_the_session() -> None:
+@pytest.mark.parametrize("method", ["change_user", "reset_connection"])
+def test_unanswered_reset_closes_the_session(method: str) -> None:
     """A reset without an answer in short_async_task_timeout closes the session."""
-    fixture = Fixture(short_async_task_timeout=5.0)
+    fixture = Fixture(short_async_task_timeout=5.0, session_pool_reset_command=method)
     ss, _ = fixture.session(Backend(reset="silent"))
     assert fixture.release(ss)
     fixture.clock.advance(4)
@@ -330,26 +379,24 @@ def test_unanswered_reset_closes_the_session() -> None:
     assert fixture.stats.server_session_resets_failed == 1
 
 
-def test_server_without_reset_connection_gets_change_user() -> None:
-    """A server that does not know COM_RESET_CONNECTION: that session closes, and later
-    ones are reset with COM_CHANGE_USER to the same user, its auth switch answered."""
-    fixture = Fixture()
+def test_a_server_without_the_reset_command_gets_the_other_one() -> None:
+    """A server that does not know COM_RESET_CONNECTION: that session closes, later ones
+    are reset with COM_CHANGE_USER; and the other way round."""
+    fixture = Fixture(session_pool_reset_command="reset_connection")
+    first, _ = fixture.session(Backend(reset="unsupported", reset_only=True))
+    assert fixture.release(first)
+    assert not first.alive and fixture.stats.server_session_resets_failed == 1
+    second, backend = fixture.session(Backend(reset="unsupported", reset_only=True))
+    assert fixture.release(second)
+    assert [type(c) for c in backend.commands] == [ComChangeUser, AuthSwitchResponse]
+    assert fixture.take() == (second, True)
+    fixture = Fixture(session_pool_reset_command="change_user")
     first, _ = fixture.session(Backend(reset="unsupported"))
     assert fixture.release(first)
     assert not first.alive
-    second, backend = fixture.session(Backend(reset="unsupported"))
-    assert fixture.release(second, "shop", True)
-    change = backend.commands[0]
-    assert isinstance(change, ComChangeUser)
-    assert change.username == "app" and change.database == "shop"
-    assert change.auth_response == native_password_response(STAGE1_PASSWORD, b"S" * 20)
-    assert backend.change_user_ok
-    assert fixture.take(database="shop") == (second, True)
-    # With an unknown database the change of user leaves none.
-    third, backend = fixture.session(Backend(reset="unsupported"))
-    assert fixture.release(third, "x", False)
-    assert backend.commands[0].database is None
-    assert fixture.take(database=None) == (third, True)
+    second, backend = fixture.session()
+    assert fixture.release(second)
+    assert [type(c) for c in backend.commands] == [ComResetConnection]
 
 
 def test_a_pooled_session_the_server_closes_is_forgotten() -> None:
