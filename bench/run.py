@@ -69,7 +69,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--threads", type=_ints, default=[1, 8, 32, 128], help="sysbench threads (1,8,32,128)")
     add("--modes", type=_csv, default=["text", "ps"], help="text,ps (ps: --db-ps-mode=auto)")
     add("--time", type=float, default=2.0, help="seconds per sysbench cell (2)")
-    add("--rounds", type=int, default=1, help="rounds of every cell; the median is kept (1)")
+    add(
+        "--rounds",
+        type=int,
+        default=1,
+        help="rounds of every cell, the median kept (1; idle sessions run once, on fresh targets)",
+    )
     add("--warmup", type=float, default=1.0, help="unmeasured seconds per target and workload (1)")
     add("--pypy-warmup", type=float, default=4.0, help="the same for PyPy targets: the JIT (4)")
     add("--table-size", type=int, default=10000, help="rows of sbtest1 (10000)")
@@ -352,7 +357,9 @@ def run_group(
             with contextlib.suppress(Exception):
                 group.cells[0].warm(each, backend, seconds)
     rounds: Dict[Tuple[str, str], List[Row]] = {}
-    for _ in range(args.rounds):
+    # Idle sessions run once: a later round would measure memory freed by the first one.
+    repeat = 1 if isinstance(group.cells[0], workloads.Idle) else args.rounds
+    for _ in range(repeat):
         for cell in group.cells:
             for each in measured:
                 if not each.alive():
