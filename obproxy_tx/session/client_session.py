@@ -44,7 +44,7 @@ from obproxy_tx.admin import access
 from obproxy_tx.admin.interfaces import AdminContext, AdminError, Privilege
 from obproxy_tx.admin.registry import BAD_INTERNAL_CMD, Recognised
 from obproxy_tx.config import BackendServer, ClusterConfig, ClusterType, LoginMode, parse_server
-from obproxy_tx.session.fastwrite import write_now
+from obproxy_tx.session.fastwrite import no_delay, write_now
 from obproxy_tx.session.login import LoginName, LoginNameError, SpecialUser, parse_login_name
 from obproxy_tx.session.odp_login import default_capability_flag, rewrite_handshake_response
 from obproxy_tx.session.pool import ServerSessionPool, login_key
@@ -612,6 +612,8 @@ class ClientSession(Protocol):
         Greet the client (once the default cluster's greeting is known).
         """
         self.machine.start()
+        # Answers go out as they come: no Nagle delay behind a previous write.
+        no_delay(self.transport)
         peer = self.transport.getPeer()
         self.peer = str(getattr(peer, "host", "localhost"))
         self.peer_port = int(getattr(peer, "port", 0) or 0)

@@ -38,7 +38,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from obproxy_tx.config import BackendServer
-from obproxy_tx.session.fastwrite import write_now
+from obproxy_tx.session.fastwrite import no_delay, write_now
 from obproxy_tx.session.states import ServerSessionMachine
 from obproxy_tx.session.sync import SessionVarVersions
 from obproxy_tx.wire.connection import ClientConnection, Phase
@@ -260,6 +260,12 @@ class ServerSession(Protocol):
         return not self._lost and self.conn.phase is not Phase.ERROR
 
     # -- Twisted ---------------------------------------------------------------
+
+    def connectionMade(self) -> None:  # noqa: N802
+        """
+        Commands go out as they are made: no Nagle delay behind a previous one.
+        """
+        no_delay(self.transport)
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         """

@@ -560,6 +560,8 @@ _IN_TRANS = int(ServerStatus.SERVER_STATUS_IN_TRANS)
 _AUTOCOMMIT = int(ServerStatus.SERVER_STATUS_AUTOCOMMIT)
 _CURSOR_EXISTS = int(ServerStatus.SERVER_STATUS_CURSOR_EXISTS)
 _COM_QUERY = 0x03
+_COM_STMT_EXECUTE = 0x17
+_CURSOR_TYPES: dict[int, CursorType] = {}
 
 
 def _status_flags(value: int) -> ServerStatus:
@@ -986,15 +988,17 @@ class _Connection:
             phase is Phase.COMMAND_IDLE
             and data.__class__ is bytes
             and len(data) > 4
-            and data[4] == _COM_QUERY
+            and (data[4] == _COM_QUERY or (data[4] == _COM_STMT_EXECUTE and len(data) >= 14))
             and self.role is Role.SERVER
             and framer.__class__ is PacketFramer
             and not int(self.capabilities) & _QUERY_ATTRIBUTES
         ):
-            # The commonest read of all: one whole COM_QUERY and nothing else.
+            # The commonest reads of all: one whole COM_QUERY or COM_STMT_EXECUTE.
             payload = framer.receive_single(data)
             if payload is not None:
-                return [self._query_received(payload)]
+                if payload[0] == _COM_QUERY:
+                    return [self._query_received(payload)]
+                return [self._execute_received(payload)]
         framer.feed(data)
         return self.next_events()
 
@@ -1043,9 +1047,14 @@ class _Connection:
                 if phase is rows and payload and payload[0] < 0xFE:
                     append(RowData(payload))
                     continue
-                if phase is queries and payload and payload[0] == _COM_QUERY:
-                    append(self._query_received(payload))
-                    continue
+                if phase is queries and payload:
+                    first = payload[0]
+                    if first == _COM_QUERY:
+                        append(self._query_received(payload))
+                        continue
+                    if first == _COM_STMT_EXECUTE and len(payload) >= 10:
+                        append(self._execute_received(payload))
+                        continue
                 append(self._receive_packet(payload))
                 if self._phase is Phase.SSL_REQUESTED:
                     self.trailing_data = self._framer.take_buffered()
@@ -1071,6 +1080,25 @@ class _Connection:
         self.command = event
         self.column_count = 0
         self.columns = []
+        self._phase = Phase.RESULT_PENDING
+        return event
+
+    def _execute_received(self, payload: bytes) -> ComStmtExecute:
+        # What _receive_packet does for a COM_STMT_EXECUTE (header decoded,
+        # parameters left raw) received in COMMAND_IDLE, without the tables.
+        flags = _CURSOR_TYPES.get(payload[5])
+        if flags is None:
+            flags = _CURSOR_TYPES[payload[5]] = CursorType(payload[5])
+        event = ComStmtExecute(
+            int.from_bytes(payload[1:5], "little"),
+            flags,
+            int.from_bytes(payload[6:10], "little"),
+            (),
+            True,
+            payload[10:],
+        )
+        self._omitted_eof = False
+        self._command(event, ComStmtExecute)
         self._phase = Phase.RESULT_PENDING
         return event
 
@@ -1142,6 +1170,18 @@ class _Connection:
             self.columns = []
             self._phase = Phase.RESULT_PENDING
             return self._framer.frame(b"\x03" + event.query)
+        if (
+            cls is ComStmtExecute
+            and event.raw_parameters is not None
+            and self._phase is Phase.COMMAND_IDLE
+            and self.role is Role.CLIENT
+            and not int(self.capabilities) & _QUERY_ATTRIBUTES
+            and not self._omitted_eof
+        ):
+            # An execute relayed with its parameters undecoded, without the tables.
+            self._command(event, cls)
+            self._phase = Phase.RESULT_PENDING
+            return self._framer.frame(event.encode(self.capabilities))
         payload = self._checked_payload(event, cls)
         if payload is None:
             return b""
@@ -1479,12 +1519,18 @@ class _Connection:
         if cls is ComStmtSendLongData:
             info = attrs.evolve(info, long_data=info.long_data | {event.param_id})
         elif cls is ComStmtReset:
+            if not info.long_data:
+                return
             info = attrs.evolve(info, long_data=_NO_LONG_DATA)
         elif cls is ComStmtExecute:
-            self._execute_long_data = info.long_data
-            info = attrs.evolve(info, long_data=_NO_LONG_DATA)
+            long_data = info.long_data
+            self._execute_long_data = long_data
             if event.raw_parameters is None and event.new_params_bound and event.parameters:
-                info = attrs.evolve(info, param_types=event.parameter_types())
+                info = attrs.evolve(info, long_data=_NO_LONG_DATA, param_types=event.parameter_types())
+            elif long_data:
+                info = attrs.evolve(info, long_data=_NO_LONG_DATA)
+            else:
+                return  # the usual execute: nothing changes (no copy per execute)
         self.statements[info.statement_id] = info
 
     def decode_execute(self, command: Any) -> Any:
