@@ -262,6 +262,20 @@ class AnswerRelay:
         unpack = _HEADER.unpack_from
         try:
             while pos < end:
+                if state == _ROWS and not continued:
+                    # The rows of a result, the bulk of a large answer: a tight loop
+                    # over plain rows; anything else goes through the general one.
+                    while end - pos > 4:
+                        header = unpack(data, pos)[0]
+                        if header >> 24 != seq or data[pos + 4] >= 0xFE:
+                            break
+                        length = header & 0xFFFFFF
+                        if length == MAX_PACKET_CHUNK or not length:
+                            break
+                        pos += 4 + length
+                        seq = (seq + 1) & 0xFF
+                    if pos >= end:
+                        break
                 if end - pos < 4:
                     break  # a header cut in two
                 header = unpack(data, pos)[0]
