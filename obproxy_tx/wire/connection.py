@@ -1526,7 +1526,9 @@ class _Connection:
             long_data = info.long_data
             self._execute_long_data = long_data
             if event.raw_parameters is None and event.new_params_bound and event.parameters:
-                info = attrs.evolve(info, long_data=_NO_LONG_DATA, param_types=event.parameter_types())
+                info = attrs.evolve(
+                    info, long_data=_NO_LONG_DATA, param_types=event.parameter_types()
+                )
             elif long_data:
                 info = attrs.evolve(info, long_data=_NO_LONG_DATA)
             else:
