@@ -29,7 +29,10 @@ class _RecordingResult(unittest.TextTestResult):
         super().__init__(*args, **kwargs)
         self.outcomes: Dict[str, str] = {}
         self.details: Dict[str, str] = {}
-        self._names: Dict[int, str] = {}
+        # Keyed by id() but holding the test too: a freed test's address may be reused by a
+        # later object (unittest's holder of a tearDownClass error), which must not inherit
+        # the dead test's name.
+        self._names: Dict[int, Any] = {}
 
     def startTest(self, test: Any) -> None:  # noqa: N802
         # The sdist's foreach_cnx decorators rename the test method ("... (using X)") once
@@ -38,14 +41,15 @@ class _RecordingResult(unittest.TextTestResult):
         # the writer's "cipher" extra info, None without TLS), swallowed by the decorator.
         # Record every test under its name as it started, the same in every run.
         super().startTest(test)
-        self._names[id(test)] = test.id()
+        self._names[id(test)] = (test, test.id())
 
     def _describe(self, err: Any, test: Any) -> str:
         describe: Any = getattr(self, "_exc_info_to_string")  # noqa: B009 - private, untyped
         return str(describe(err, test))
 
     def _note(self, test: Any, outcome: str, detail: str = "") -> None:
-        name = self._names.get(id(test), test.id())
+        started = self._names.get(id(test))
+        name = started[1] if started is not None and started[0] is test else test.id()
         if self.outcomes.get(name) in ("fail", "error"):
             return  # a failed subtest keeps its test failed
         self.outcomes[name] = outcome
