@@ -109,10 +109,33 @@ def wait_for_port(process: subprocess.Popen[str], port: int) -> None:
             pytest.fail(f"exited with {process.returncode} before listening:\n{output}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
+                pass
         except OSError:
             time.sleep(0.1)
+            continue
+        # twistd binds the port before its reactor runs and installs the SIGTERM handler,
+        # so a signal sent in between would kill it outright: wait for the handler too.
+        while time.monotonic() < deadline and not _catches_sigterm(process.pid):
+            if process.poll() is not None:
+                break
+            time.sleep(0.05)
+        return
     pytest.fail(f"nothing listens on 127.0.0.1:{port} after {START_TIMEOUT}s")
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """
+    Whether process C{pid} has a handler for SIGTERM (its C{SigCgt} mask in
+    C{/proc/<pid>/status}); C{True} where that cannot be read.
+    """
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    except OSError:
+        return True
+    return True
 
 
 def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM, code: int = 0) -> str:
