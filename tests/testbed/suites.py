@@ -137,7 +137,13 @@ CONNECTOR_MODULES = (
 )
 
 #: Connector/Python tests allowed to fail through the proxy, with the reason.
-CONNECTOR_ALLOWED: Mapping[str, str] = {}
+CONNECTOR_ALLOWED: Mapping[str, str] = {
+    "tests.test_connection.MySQLConnectionTests.test_shutdown": (
+        "reads the server's Aborted_clients right after closing a socket; through the proxy the "
+        "backend connection is aborted when the proxy sees the close, and the next client's "
+        "login (now from the shared pool, at once) can ask before the server counted it"
+    ),
+}
 
 
 @attrs.frozen
