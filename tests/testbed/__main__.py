@@ -1,7 +1,9 @@
 """
 Command line for the test bed:
 C{python -m tests.testbed {mariadb,seekdb,seekdb_tls,all} {start,stop,status,env}}, and
-C{python -m tests.testbed certs} (make the TLS certificates if needed, print their paths).
+C{python -m tests.testbed certs} (make the TLS certificates if needed, print their paths), and
+C{python -m tests.testbed replication {start,stop,status,env}} (a MariaDB primary -> replica pair,
+L{tests.testbed.replication}).
 
   - C{start}: start the server(s), or keep the running one(s); prints where they listen.
   - C{stop}: stop them by pid.
@@ -39,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Run the command line; return the exit status.
     """
     parser = argparse.ArgumentParser(prog="python -m tests.testbed", description=__doc__)
-    parser.add_argument("kind", choices=[*KINDS, "all", "certs"])
+    parser.add_argument("kind", choices=[*KINDS, "all", "certs", "replication"])
     parser.add_argument("action", nargs="?", choices=["start", "stop", "status", "env"])
     args = parser.parse_args(argv)
     if args.kind == "certs":
@@ -49,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.action is None:
         parser.error("an action is required: start, stop, status or env")
+    if args.kind == "replication":
+        from tests.testbed.replication import replication_main
+
+        return replication_main(args.action)
     kinds: List[str] = list(KINDS) if args.kind == "all" else [args.kind]
 
     if args.action == "start":
