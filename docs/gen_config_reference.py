@@ -103,7 +103,9 @@ CLUSTER_KEYS: Dict[str, str] = {
     + "` or `".join(t.value for t in ClusterType)
     + "`: OceanBase observers (`user@tenant` logins) or MySQL-protocol servers such as MariaDB.",
     "servers": "List of `ip:port`, `host:port`, `[ipv6]:port` or Twisted client endpoint strings "
-    "(`tcp:host=h:port=p`, `tls:...`, `unix:path=...`). `-r` replaces the first cluster's list.",
+    "(`tcp:host=h:port=p`, `tls:...`, `unix:path=...`). `-r` replaces the first cluster's list. "
+    "An entry may also be a mapping `{address: 'ip:port', role: primary|replica}`: a replica is "
+    "listed in `replicas` instead.",
     "default_tenant": "Tenant of a login that names none (`root` means `root@<default_tenant>`).",
     "cluster_id": "Cluster id clients may give after `:` (`root@sys#obcluster:7`).",
     "login_mode": "`"
@@ -114,6 +116,9 @@ CLUSTER_KEYS: Dict[str, str] = {
     "users": "List of users the proxy can check itself (keys below).",
     "learn_users": "Read unknown users' verifiers from the servers (`mysql.user`, "
     "`mysql.global_priv`) through `metadata_user`, and read again when an unknown user logs in.",
+    "replicas": "Replication replicas of the servers (same forms as `servers`): only weak reads "
+    "go there, while `SHOW SLAVE STATUS` read as `metadata_user` says they replicate within "
+    "`max_replica_lag` (see [high-availability.md](high-availability.md)). `-r` keeps them.",
 }
 
 #: What each user key means; must name every field of UserEntry.
@@ -122,6 +127,10 @@ USER_KEYS: Dict[str, str] = {
     "tenant": "The tenant (default: the cluster's `default_tenant`).",
     "verifier": "**Required.** `SHA1(SHA1(password))` as `*` and 40 hex digits, as "
     '`SELECT authentication_string FROM mysql.user` shows it; `""` for an empty password.',
+    "max_connections": "Most client sessions of this user at once; 0: `user_max_connections` "
+    "applies.",
+    "read_consistency": "`weak` or `strong`: the read consistency of this user's sessions until "
+    "they `SET ob_read_consistency`; none: `default_read_consistency`.",
 }
 
 

@@ -520,6 +520,17 @@ _ITEM_LIST = [
         need_reboot=True,
         visible_level=VISIBLE_SYS,
     ),
+    # -- logging (obproxy_tx/logs.py) --
+    _item(
+        "syslog_level",
+        _K.CHOICE,
+        "WDIAG",
+        "lowest level of log events written, ODP's names from DEBUG, TRACE, WDIAG, EDIAG, "
+        "INFO, WARN to ERROR: DEBUG and TRACE write debug events too; WDIAG, EDIAG and INFO "
+        "write info and above (there are no diagnostic levels here); events below it are "
+        "dropped before they are made",
+        choices=("DEBUG", "TRACE", "WDIAG", "EDIAG", "INFO", "WARN", "ERROR"),
+    ),
     _item(
         "proxy_id",
         _K.INT,
@@ -612,6 +623,59 @@ _ITEM_LIST = [
         minimum=1,
         maximum=5,
     ),
+    # -- limits and timeouts (obproxy_tx/session/limits.py) --
+    _item(
+        "user_max_connections",
+        _K.INT,
+        0,
+        "most client sessions of one user (user, tenant and cluster) at once, unless the "
+        "user's entry sets its own max_connections; 0 means no limit (over it: ERR 1203)",
+        minimum=0,
+        maximum=2**31 - 1,
+    ),
+    _item(
+        "server_max_connections",
+        _K.INT,
+        0,
+        "most server sessions to one backend server at once, counting those connecting, in "
+        "use, bound to a client and pooled; at the cap a new one waits "
+        "(server_session_wait_timeout); 0 means no limit",
+        minimum=0,
+        maximum=2**31 - 1,
+    ),
+    _item(
+        "server_session_wait_timeout",
+        _K.DURATION,
+        10.0,
+        "how long a request waits for a server session when its server is at "
+        "server_max_connections before it fails with ERR 1040",
+        minimum=0.001,
+    ),
+    _item(
+        "net_read_timeout",
+        _K.DURATION,
+        30.0,
+        "how long a client may stall in the middle of sending a packet before its connection "
+        "closes, when its session's own net_read_timeout is unknown",
+        minimum=0.001,
+    ),
+    _item(
+        "net_write_timeout",
+        _K.DURATION,
+        60.0,
+        "how long a client may leave an answer unread (the proxy cannot write to it) before "
+        "its connection closes, when its session's own net_write_timeout is unknown",
+        minimum=0.001,
+    ),
+    _item(
+        "query_response_timeout",
+        _K.DURATION,
+        0.0,
+        "MySQL clusters: how long a server may take to answer a request before the client "
+        "gets ERR 1317 and its connection closes; 0 means no limit (OceanBase clusters use "
+        "the session's ob_query_timeout plus observer_query_timeout_delta)",
+        minimum=0,
+    ),
     _item(
         "enable_session_pool_for_no_sharding",
         _K.BOOL,
@@ -654,6 +718,32 @@ _ITEM_LIST = [
         "clusters, change_user for OceanBase ones (seekdb's COM_RESET_CONNECTION costs it more "
         "than a login)",
         choices=("auto", "reset_connection", "change_user"),
+    ),
+    # -- read/write split (obproxy_tx/session/read_split.py, obproxy_tx/ha/replicas.py) --
+    _item(
+        "default_read_consistency",
+        _K.CHOICE,
+        "strong",
+        "read consistency of a session whose user names none (ob_read_consistency): weak sends "
+        "plain reads outside transactions to a healthy replica of the cluster, strong keeps "
+        "everything on the primary servers",
+        choices=("strong", "weak"),
+    ),
+    _item(
+        "max_replica_lag",
+        _K.DURATION,
+        5.0,
+        "a replica further behind its primary than this (Seconds_Behind_Master) gets no weak "
+        "reads until it catches up; 0: no limit (only a stopped or broken replication takes "
+        "it out)",
+        minimum=0,
+    ),
+    _item(
+        "replica_check_interval",
+        _K.DURATION,
+        1.0,
+        "how often each replica's SHOW SLAVE STATUS is read through metadata_user",
+        minimum=0.01,
     ),
     _item(
         "enable_prometheus",
@@ -972,11 +1062,17 @@ class UserEntry:
     @ivar name: the user name.
     @ivar tenant: the tenant.
     @ivar verifier: C{SHA1(SHA1(password))}, 20 bytes, or empty for an empty password.
+    @ivar max_connections: most client sessions of this user at once (0: the
+        C{user_max_connections} item applies).
+    @ivar read_consistency: C{"weak"} or C{"strong"}, the user's sessions' read consistency
+        until they set C{ob_read_consistency}; C{None}: C{default_read_consistency}.
     """
 
     name: str
     tenant: str
     verifier: bytes = attrs.field(repr=False)
+    max_connections: int = 0
+    read_consistency: str | None = None
 
 
 @attrs.frozen
@@ -993,6 +1089,8 @@ class ClusterConfig:
     @ivar users: users with their verifiers.
     @ivar learn_users: read unknown users' verifiers from the servers through
         the metadata account.
+    @ivar replicas: read-only copies of the servers (replication replicas):
+        weak reads may go there, nothing else does.
     """
 
     name: str
@@ -1003,6 +1101,7 @@ class ClusterConfig:
     login_mode: LoginMode = LoginMode.VERIFIER
     users: tuple[UserEntry, ...] = ()
     learn_users: bool = False
+    replicas: tuple[BackendServer, ...] = ()
 
     def find_user(self, name: str, tenant: str) -> UserEntry | None:
         """
@@ -1042,6 +1141,7 @@ class ProxyConfig:
     listen_port: int = _item_field("listen_port")
     local_bound_ip: str = _item_field("local_bound_ip")
     listen: str = _item_field("listen")
+    syslog_level: str = _item_field("syslog_level")
     proxy_id: int = _item_field("proxy_id")
     client_session_id_version: int = _item_field("client_session_id_version")
     work_thread_num: int = _item_field("work_thread_num")
@@ -1053,11 +1153,20 @@ class ProxyConfig:
     observer_query_timeout_delta: float = _item_field("observer_query_timeout_delta")
     default_inactivity_timeout: float = _item_field("default_inactivity_timeout")
     connect_observer_max_retries: int = _item_field("connect_observer_max_retries")
+    user_max_connections: int = _item_field("user_max_connections")
+    server_max_connections: int = _item_field("server_max_connections")
+    server_session_wait_timeout: float = _item_field("server_session_wait_timeout")
+    net_read_timeout: float = _item_field("net_read_timeout")
+    net_write_timeout: float = _item_field("net_write_timeout")
+    query_response_timeout: float = _item_field("query_response_timeout")
     enable_session_pool_for_no_sharding: bool = _item_field("enable_session_pool_for_no_sharding")
     session_pool_default_max_conn: int = _item_field("session_pool_default_max_conn")
     session_pool_max_total_conn: int = _item_field("session_pool_max_total_conn")
     session_pool_default_idle_timeout: float = _item_field("session_pool_default_idle_timeout")
     session_pool_reset_command: str = _item_field("session_pool_reset_command")
+    default_read_consistency: str = _item_field("default_read_consistency")
+    max_replica_lag: float = _item_field("max_replica_lag")
+    replica_check_interval: float = _item_field("replica_check_interval")
     enable_prometheus: bool = _item_field("enable_prometheus")
     prometheus_listen_port: int = _item_field("prometheus_listen_port")
     username_separator: str = _item_field("username_separator")
@@ -1199,8 +1308,13 @@ _CLUSTER_KEYS = (
     "login_mode",
     "users",
     "learn_users",
+    "replicas",
 )
-_USER_KEYS = ("name", "tenant", "verifier")
+_USER_KEYS = ("name", "tenant", "verifier", "max_connections", "read_consistency")
+_SERVER_KEYS = ("address", "role")
+#: The roles a server may have: primaries take everything, replicas only weak reads.
+SERVER_ROLES = ("primary", "replica")
+_READ_CONSISTENCIES = ("strong", "weak")
 _NAME_RE = re.compile(r"[^\s@#:]+\Z")
 
 
@@ -1226,6 +1340,19 @@ def _read_enum(reader: _Reader, value: object, enum: type[Enum], path: str, line
 def _read_servers(
     reader: _Reader, value: object, path: str, line: int
 ) -> tuple[BackendServer, ...]:
+    """
+    The servers of a list of plain C{ip:port} (endpoint) strings (C{replicas}).
+    """
+    return tuple(server for server, _ in _read_server_roles(reader, value, path, line, False))
+
+
+def _read_server_roles(
+    reader: _Reader, value: object, path: str, line: int, roles: bool = True
+) -> list[tuple[BackendServer, str]]:
+    """
+    The servers of a C{servers} list with their roles: entries are strings (primaries) or,
+    with C{roles}, mappings C{{address: ..., role: primary|replica}}.
+    """
     if isinstance(value, str):
         value_list: list[object] = [value]
         lines = [line]
@@ -1235,21 +1362,43 @@ def _read_servers(
         raise reader.fail(
             f"expected a list of 'ip:port' strings, got {_describe(value)}", path, line
         )
-    servers = []
+    servers: list[tuple[BackendServer, str]] = []
     for index, (item, item_line) in enumerate(zip(value_list, lines)):
         item_path = _join(path, index)
+        role = "primary"
+        address_path, address_line = item_path, item_line
+        if roles and isinstance(item, _Mapping):
+            entry = reader.mapping(item, item_path, item_line, _SERVER_KEYS, "a server")
+            if "address" not in entry:
+                raise reader.fail(
+                    "a server written as a mapping needs 'address' ('ip:port')",
+                    item_path,
+                    entry.line,
+                )
+            if "role" in entry:
+                role = entry["role"]
+                if role not in SERVER_ROLES:
+                    raise reader.fail(
+                        f"expected a role of {' or '.join(SERVER_ROLES)}, got {_describe(role)}",
+                        _join(item_path, "role"),
+                        entry.lines["role"],
+                    )
+            address_path = _join(item_path, "address")
+            address_line = entry.lines["address"]
+            item = entry["address"]
         if not isinstance(item, str):
+            expected = "'ip:port' or an endpoint string (quote it)"
+            if roles:
+                expected += ", or {address: 'ip:port', role: replica}"
             raise reader.fail(
-                f"expected 'ip:port' or an endpoint string (quote it), got {_describe(item)}",
-                item_path,
-                item_line,
+                f"expected {expected}, got {_describe(item)}", address_path, address_line
             )
         try:
-            servers.append(parse_server(item))
+            servers.append((parse_server(item), role))
         except _Invalid as e:
-            raise reader.fail(e.problem, item_path, item_line) from None
+            raise reader.fail(e.problem, address_path, address_line) from None
         reader.note(item_path, item_line)
-    return tuple(servers)
+    return servers
 
 
 def _read_users(
@@ -1291,7 +1440,31 @@ def _read_users(
             verifier = _parse_verifier_text(raw_verifier.strip())
         except _Invalid as e:
             raise reader.fail(e.problem, verifier_path, entry.lines["verifier"]) from None
-        users.append(UserEntry(name, tenant, verifier))
+        max_connections = 0
+        if "max_connections" in entry:
+            max_connections = entry["max_connections"]
+            if (
+                isinstance(max_connections, bool)
+                or not isinstance(max_connections, int)
+                or max_connections < 0
+            ):
+                raise reader.fail(
+                    f"expected a number of connections (0: no own limit), "
+                    f"got {_describe(max_connections)}",
+                    _join(user_path, "max_connections"),
+                    entry.lines["max_connections"],
+                )
+        consistency = None
+        if entry.get("read_consistency") is not None:
+            consistency = entry["read_consistency"]
+            if not isinstance(consistency, str) or consistency.lower() not in _READ_CONSISTENCIES:
+                raise reader.fail(
+                    f"expected weak or strong, got {_describe(consistency)}",
+                    _join(user_path, "read_consistency"),
+                    entry.lines["read_consistency"],
+                )
+            consistency = consistency.lower()
+        users.append(UserEntry(name, tenant, verifier, max_connections, consistency))
     return tuple(users)
 
 
@@ -1313,10 +1486,19 @@ def _read_cluster(reader: _Reader, value: object, path: str, line: int) -> Clust
         kwargs["login_mode"] = _read_enum(
             reader, entry["login_mode"], LoginMode, _join(path, "login_mode"), lines["login_mode"]
         )
+    replicas: list[BackendServer] = []
     if "servers" in entry and entry["servers"] is not None:
-        kwargs["servers"] = _read_servers(
+        listed = _read_server_roles(
             reader, entry["servers"], _join(path, "servers"), lines["servers"]
         )
+        kwargs["servers"] = tuple(server for server, role in listed if role == "primary")
+        replicas.extend(server for server, role in listed if role == "replica")
+    if "replicas" in entry and entry["replicas"] is not None:
+        replicas.extend(
+            _read_servers(reader, entry["replicas"], _join(path, "replicas"), lines["replicas"])
+        )
+    if replicas:
+        kwargs["replicas"] = tuple(replicas)
     default_tenant = DEFAULT_TENANT
     if "default_tenant" in entry:
         default_tenant = _read_name(
@@ -1502,7 +1684,28 @@ def check_config(config: ProxyConfig) -> ProxyConfig:
             raise _fail_at(
                 config,
                 f"cluster {cluster.name!r} has no servers; list them here or give "
-                "-r 'ip:port;ip:port'",
+                "-r 'ip:port;ip:port'"
+                + (
+                    " (it has only replicas: writes need a server with role primary)"
+                    if cluster.replicas
+                    else ""
+                ),
+                f"{path}.servers",
+            )
+        primaries = {server.address for server in cluster.servers}
+        for replica in cluster.replicas:
+            if replica.address in primaries:
+                raise _fail_at(
+                    config,
+                    f"{replica.address} is listed both as a primary and as a replica",
+                    f"{path}.servers",
+                )
+        if cluster.replicas and not config.metadata_user:
+            raise _fail_at(
+                config,
+                "replicas are watched with SHOW SLAVE STATUS as metadata_user: set "
+                "metadata_user and metadata_password (an account with SLAVE MONITOR or "
+                "REPLICATION CLIENT)",
                 f"{path}.servers",
             )
         if cluster.login_mode is LoginMode.ODP_PROXY_SCRAMBLE and (

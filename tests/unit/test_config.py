@@ -278,7 +278,7 @@ def test_unknown_cluster_key_lists_known_keys() -> None:
     )
     assert message == (
         "conf.yaml, line 3: clusters[0].zzz: unknown key 'zzz'; known keys: name, type, "
-        "servers, default_tenant, cluster_id, login_mode, users, learn_users"
+        "servers, default_tenant, cluster_id, login_mode, users, learn_users, replicas"
     )
 
 
@@ -389,7 +389,7 @@ def test_server_port_and_type_problems() -> None:
         """
     ) == (
         "conf.yaml, line 3: clusters[0].servers[0]: expected 'ip:port' or an endpoint string "
-        "(quote it), got an integer (2881)"
+        "(quote it), or {address: 'ip:port', role: replica}, got an integer (2881)"
     )
 
 
