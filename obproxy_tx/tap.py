@@ -65,7 +65,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from obproxy_tx import __version__
+from obproxy_tx import __version__, logs
 from obproxy_tx.admin.registry import CommandRegistry
 from obproxy_tx.config import (
     ITEMS,
@@ -88,6 +88,7 @@ __all__ = [
     "describe_items",
     "listen_endpoint",
     "makeService",
+    "with_backlog",
 ]
 
 _DEFAULTS_SOURCE = "built-in defaults (no -c FILE)"
@@ -132,9 +133,31 @@ def _listen_error(config: ProxyConfig, problem: str) -> ConfigError:
     return ConfigError(problem, origin=config.origins.get(key, config.source), path=key)
 
 
+#: The listen backlog of the SQL port when the endpoint string names none. Twisted's
+#: default, 50, overflowed when 128 clients connected at once (the kernel dropped SYNs
+#: and their logins waited for a retransmission); the kernel caps it at somaxconn.
+LISTEN_BACKLOG = 4096
+
+_BACKLOG_KINDS = ("tcp:", "tcp6:", "unix:")
+
+
+def with_backlog(description: str, backlog: int = LISTEN_BACKLOG) -> str:
+    """
+    The endpoint string with C{backlog=} added when it is a C{tcp}, C{tcp6}
+    or C{unix} one that does not set its own.
+
+    @param description: a Twisted server endpoint string.
+    @param backlog: the listen backlog to add.
+    """
+    if description.lower().startswith(_BACKLOG_KINDS) and "backlog=" not in description:
+        return f"{description}:backlog={backlog}"
+    return description
+
+
 def listen_endpoint(config: ProxyConfig, reactor: Any) -> IStreamServerEndpoint:
     """
-    Parse the config's listen endpoint string into an endpoint.
+    Parse the config's listen endpoint string into an endpoint, with a listen
+    backlog of L{LISTEN_BACKLOG} unless the string sets one.
 
     @param config: the configuration.
     @param reactor: the reactor the endpoint will listen with.
@@ -144,7 +167,7 @@ def listen_endpoint(config: ProxyConfig, reactor: Any) -> IStreamServerEndpoint:
     """
     description = config.listen_endpoint
     try:
-        return serverFromString(reactor, description)
+        return serverFromString(reactor, with_backlog(description))
     except Exception as e:  # noqa: BLE001 (endpoint parsers, plugins included, raise anything)
         reason = str(e) or type(e).__name__
         raise _listen_error(
@@ -373,6 +396,8 @@ def build_proxy_service(
         reactor = _default_reactor()
     endpoint = listen_endpoint(config, reactor)
     check_channel(config, reactor)
+    # syslog_level, before anything logs (the parent of workers has no session manager).
+    logs.apply_config(config)
     from obproxy_tx.cluster import node as cluster_node
 
     if config.work_thread_num > 1:

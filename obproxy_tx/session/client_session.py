@@ -35,7 +35,6 @@ import attrs
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, ISSLTransport
 from twisted.internet.protocol import Protocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -44,6 +43,7 @@ from obproxy_tx.admin import access
 from obproxy_tx.admin.interfaces import AdminContext, AdminError, Privilege
 from obproxy_tx.admin.registry import BAD_INTERNAL_CMD, Recognised
 from obproxy_tx.config import BackendServer, ClusterConfig, ClusterType, LoginMode, parse_server
+from obproxy_tx.logs import Logger
 from obproxy_tx.session.fastwrite import no_delay, write_now
 from obproxy_tx.session.login import LoginName, LoginNameError, SpecialUser, parse_login_name
 from obproxy_tx.session.odp_login import default_capability_flag, rewrite_handshake_response

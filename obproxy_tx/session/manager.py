@@ -21,11 +21,12 @@ from twisted.internet import defer
 from twisted.internet.endpoints import clientFromString, connectProtocol
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from obproxy_tx import logs
 from obproxy_tx.admin.registry import CommandRegistry
 from obproxy_tx.config import ITEMS, BackendServer, ClusterConfig, ProxyConfig
+from obproxy_tx.logs import Logger
 from obproxy_tx.session.client_session import ClientSession
 from obproxy_tx.session.ids import (
     ClientSessionIdAllocator,
@@ -142,6 +143,8 @@ class SessionManager(Service):
             reactor = default_reactor
         self.config = config
         self.reactor = reactor
+        # syslog_level: a worker process sets its level here, as the single process does.
+        logs.apply_config(config)
         self.client_sessions: dict[int, ClientSession] = {}
         self.registry = registry if registry is not None else CommandRegistry.from_plugins()
         self.stats = ProxyStats()
@@ -219,6 +222,8 @@ class SessionManager(Service):
                 directory.config = new_config
         if any(name.startswith(_POOL_ITEMS) for name in changed):
             self.session_pool.reconfigured()
+        if "syslog_level" in changed:
+            logs.apply_config(new_config)
         if "default_inactivity_timeout" in changed:
             for session in list(self.client_sessions.values()):
                 session.follow_wait_timeout()
