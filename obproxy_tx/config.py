@@ -563,6 +563,18 @@ _ITEM_LIST = [
         maximum=128,
         visible_level=VISIBLE_SYS,
     ),
+    # Graceful drain (obproxy_tx.session.drain). ODP's graceful exit waits
+    # hot_upgrade_exit_timeout (30s, in microseconds); the name here says what it does,
+    # since this proxy drains on every stop and has no hot upgrade.
+    _item(
+        "graceful_shutdown_timeout",
+        _K.DURATION,
+        30.0,
+        "when the proxy stops, how long running statements and open transactions may "
+        "finish (the listener is closed, idle clients are closed at once); 0: close at once",
+        minimum=0,
+        maximum=86400.0,
+    ),
     _item(
         "proxy_service_mode",
         _K.CHOICE,
@@ -1145,6 +1157,7 @@ class ProxyConfig:
     proxy_id: int = _item_field("proxy_id")
     client_session_id_version: int = _item_field("client_session_id_version")
     work_thread_num: int = _item_field("work_thread_num")
+    graceful_shutdown_timeout: float = _item_field("graceful_shutdown_timeout")
     proxy_service_mode: str = _item_field("proxy_service_mode")
     client_max_connections: int = _item_field("client_max_connections")
     mysql_version: str = _item_field("mysql_version")

@@ -2158,6 +2158,8 @@ class ClientSession(Protocol):
             # Keep the very object when in sync: the fast path compares identity.
             ss.versions = current if after == current else after
         self._versions_before = current
+        if self.manager.drain is not None:
+            self.manager.drain.request_finished(self)
         if not ss.alive:
             return
         if bind:

@@ -28,6 +28,7 @@ from obproxy_tx.admin.registry import CommandRegistry
 from obproxy_tx.config import ITEMS, BackendServer, ClusterConfig, ProxyConfig
 from obproxy_tx.logs import Logger
 from obproxy_tx.session.client_session import ClientSession
+from obproxy_tx.session.drain import Drain
 from obproxy_tx.session.ids import (
     ClientSessionIdAllocator,
     ServerSessionIdCounter,
@@ -122,6 +123,10 @@ class SessionManager(Service):
 
     _log = Logger()
 
+    #: The drain once L{stopService} started it (client sessions look at it
+    #: when a request ends); C{None} while running.
+    drain: Drain | None = None
+
     def __init__(
         self,
         config: ProxyConfig,
@@ -186,13 +191,23 @@ class SessionManager(Service):
 
     def stopService(self) -> defer.Deferred[None] | None:  # noqa: N802
         """
-        Close every client session (and so every server session) and the
-        shared pool, which keeps nothing from now on.
+        Drain (L{obproxy_tx.session.drain}): close each client session once it
+        is idle outside a transaction, the rest at C{graceful_shutdown_timeout};
+        the shared pool keeps nothing from now on. Stop accepting first (the
+        listener's service stops before this one).
+
+        @return: fires once no client session is left (the same drain when
+            called again).
         """
-        self.session_pool.close()
-        for session in list(self.client_sessions.values()):
-            session.close()
-        return super().stopService()
+        drain = self.drain
+        if drain is None:
+            self.session_pool.close()
+            super().stopService()
+            drain = self.drain = Drain(self, self.config.graceful_shutdown_timeout)
+            done = drain.start()
+        else:
+            done = drain.when_done()
+        return done.addCallback(lambda _: None)
 
     def reconfigure(self, new_config: ProxyConfig) -> None:
         """
