@@ -635,6 +635,24 @@ _ITEM_LIST = [
         minimum=1,
         maximum=5,
     ),
+    # -- safe retries (obproxy_tx/session/retry.py) --
+    _item(
+        "tunnel_request_size_threshold",
+        _K.INT,
+        8192,
+        "requests larger than this many bytes are never sent to another server when their "
+        "server cannot serve them or is lost (ODP's large request)",
+        minimum=0,
+        maximum=2**31 - 1,
+    ),
+    _item(
+        "retry_lost_reads",
+        _K.BOOL,
+        True,
+        "send a plain read (SELECT/SHOW without locking, INTO, assignment or unknown "
+        "functions) outside a transaction again to another server when its server session is "
+        "lost before any of its answer reached the client (ODP never does)",
+    ),
     # -- limits and timeouts (obproxy_tx/session/limits.py) --
     _item(
         "user_max_connections",
@@ -1166,6 +1184,8 @@ class ProxyConfig:
     observer_query_timeout_delta: float = _item_field("observer_query_timeout_delta")
     default_inactivity_timeout: float = _item_field("default_inactivity_timeout")
     connect_observer_max_retries: int = _item_field("connect_observer_max_retries")
+    tunnel_request_size_threshold: int = _item_field("tunnel_request_size_threshold")
+    retry_lost_reads: bool = _item_field("retry_lost_reads")
     user_max_connections: int = _item_field("user_max_connections")
     server_max_connections: int = _item_field("server_max_connections")
     server_session_wait_timeout: float = _item_field("server_session_wait_timeout")

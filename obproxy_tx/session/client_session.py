@@ -49,12 +49,15 @@ from obproxy_tx.session.login import LoginName, LoginNameError, SpecialUser, par
 from obproxy_tx.session.odp_login import default_capability_flag, rewrite_handshake_response
 from obproxy_tx.session.pool import ServerSessionPool, login_key
 from obproxy_tx.session.prepared import PreparedStatements, param_types_of, with_bound_types
+from obproxy_tx.session.retry import RequestFacts, may_resend_lost, may_retry_refused
 from obproxy_tx.session.server_session import (
     BackendError,
     BackendLogin,
     ServerSession,
     ServerSessionLostError,
 )
+from obproxy_tx.session.statements import StatementKind as FullKind
+from obproxy_tx.session.statements import classify as classify_fully
 from obproxy_tx.session.statements import substitute_connection_id
 from obproxy_tx.session.states import ClientSessionMachine
 from obproxy_tx.session.stats import SessionStats
@@ -280,6 +283,19 @@ _PROXYSYS_OK_KINDS = frozenset(
 )
 """What the local admin may send besides admin commands: answered with a bare OK."""
 
+#: Statements whose loss mid-request leaves the client session usable (with an
+#: error for the statement) when outside a transaction: none can open one.
+_SURVIVABLE_KINDS = frozenset(
+    (
+        FullKind.SELECT,
+        FullKind.SHOW,
+        FullKind.INSERT,
+        FullKind.UPDATE,
+        FullKind.DELETE,
+        FullKind.REPLACE,
+    )
+)
+
 _PROXYSYS_COMMANDS = frozenset((ComQuery, ComPing, ComQuit, ComProcessKill))
 """The commands the local admin may send at all (it has no backend)."""
 
@@ -338,6 +354,7 @@ class ClientSession(Protocol):
         "_raw_query",
         "_relay_ss",
         "_reported_sys_vars",
+        "_resent",
         "_request_command",
         "_request_database",
         "_request_failed",
@@ -434,6 +451,9 @@ class ClientSession(Protocol):
         # Variables the server reported in the current answer (made when one is).
         self._reported_sys_vars: set[str] | None = None
         self._in_transaction = False
+        # The request last sent again (lost, or refused by a server that cannot serve
+        # now) and how often: bounds the retries of one request.
+        self._resent: tuple[Any, int] | None = None
         self._multi_statements = True
         self._greeting_caps = _DEFAULT_CAPABILITIES
         self._pending_change: ComChangeUser | None = None
@@ -1366,7 +1386,12 @@ class ClientSession(Protocol):
                 while ss is not None and not ss.alive:
                     ss = self.pool.take(key)
             if ss is None:
-                ss = await self._replace_or_connect(server, failover)
+                # A second attempt (the first session died while being synced: nothing of
+                # the request went out) may move to another server unless the route is fixed.
+                ss = await self._replace_or_connect(
+                    server,
+                    failover or (attempt == 2 and self.route_addr is None and not self.pin_reasons),
+                )
             pinned = bool(self.pin_reasons)
             ss.machine.activate()
             try:
@@ -1468,13 +1493,32 @@ class ClientSession(Protocol):
                 # The client conversation goes back to where the client is.
                 ss.passthrough = None
                 self._answer.abandon()
+            ss.sink = None
+            if self._resend_lost(ss):
+                return
             self._log.warn(
                 "client session {cs_id}: {server} closed mid-request",
                 cs_id=self.cs_id,
                 server=ss.server.address,
             )
+            survivable = self._survives_lost_request(ss)
             if self.conn.our_turn:
                 try:
+                    if survivable:
+                        self.manager.stats.lost_requests_reported += 1
+                        self._send(
+                            self._lost_error(
+                                ss,
+                                "during the query; the statement may or may not have run "
+                                "there (it is not sent again)",
+                            )
+                        )
+                        # Outside a transaction the session goes on: the next request
+                        # gets a new server session, synced as after an idle loss.
+                        self._request_info = self._request_command = None
+                        self._busy = False
+                        self._process()
+                        return
                     self._send(self._lost_error(ss, "during the query"))
                 except ProtocolError:
                     self._log.debug("no error packet possible here")
@@ -1499,6 +1543,158 @@ class ClientSession(Protocol):
             )
         else:
             self.pool.remove(ss)
+
+    # -- sending a request again (the rules: obproxy_tx.session.retry) -------------------
+
+    def _request_facts(self, ss: ServerSession) -> RequestFacts | None:
+        """
+        What the retry rules need to know about the current request, or C{None}
+        when it is no C{COM_QUERY} (other commands are never sent again).
+        """
+        command = self._request_command
+        info = self._request_info
+        if command is None or command.__class__ is not ComQuery or info is None:
+            return None
+        return RequestFacts(
+            kind="query",
+            size=len(command.query),
+            in_transaction=self._in_transaction,
+            autocommit=ss.conn.autocommit,
+            pinned=bool(self.pin_reasons),
+            route_forced=self.route_addr is not None or info.needs_last_session,
+            load_data=classify_fully(command.query).kind is FullKind.LOAD_DATA,
+            sql=command.query,
+        )
+
+    def _may_send_again(self, command: Any) -> bool:
+        # One request goes out at most connect_observer_max_retries times in all.
+        resent = self._resent
+        count = resent[1] if resent is not None and resent[0] is command else 0
+        if count + 1 >= self.manager.config.connect_observer_max_retries:
+            return False
+        self._resent = (command, count + 1)
+        return True
+
+    def _other_server(self, avoid: BackendServer) -> BackendServer | None:
+        """
+        The next server in turn that is not C{avoid}, or C{None} when the cluster
+        has no other: a request is never sent again to the server that lost or
+        refused it (one connection killed on a server by an admin is not retried
+        there behind the admin's back).
+        """
+        cluster = self.cluster
+        if cluster is None:
+            return None
+        for _ in range(len(cluster.servers)):
+            server = self.manager.pick_server(cluster)
+            if server.address != avoid.address:
+                return server
+        return None
+
+    def _resend_lost(self, ss: ServerSession) -> bool:
+        """
+        The server session of the current request was lost: send the request
+        again elsewhere when it is a plain read outside a transaction
+        (L{may_resend_lost}) and nothing of its answer reached the client.
+
+        @return: whether it was sent again (the request goes on).
+        """
+        config = self.manager.config
+        facts = self._request_facts(ss)
+        if (
+            facts is None
+            or not config.retry_lost_reads
+            or not may_resend_lost(facts, config.tunnel_request_size_threshold)
+            # Nothing of the answer went out: the client still waits for its first packet.
+            or self.conn.phase is not Phase.RESULT_PENDING
+            or self.conn._framer._next_seq != 1
+        ):
+            return False
+        target = self._other_server(ss.server)
+        if target is None or not self._may_send_again(self._request_command):
+            return False
+        self.manager.stats.lost_reads_resent += 1
+        self._log.info(
+            "client session {cs_id}: {server} closed during a plain read; sending it again "
+            "to another server",
+            cs_id=self.cs_id,
+            server=ss.server.address,
+        )
+        self._run(self._send_again(self._request_command, self._request_info, target))
+        return True
+
+    def _retry_refused(self, ss: ServerSession, answer: bytes) -> bool:
+        """
+        The whole answer to the current request is C{answer}, one ERR packet
+        not yet written to the client: when its code means the server cannot
+        serve now and did not run the statement, and the request may move
+        (L{may_retry_refused}), send it to another server instead.
+
+        @return: whether it was sent again (the ERR is dropped).
+        """
+        if (
+            len(answer) < 7
+            or answer[3] != 1
+            or answer[4] != 0xFF
+            or int.from_bytes(answer[:3], "little") != len(answer) - 4
+        ):
+            return False
+        code = answer[5] | answer[6] << 8
+        facts = self._request_facts(ss)
+        command = self._request_command
+        if facts is None or not may_retry_refused(
+            facts, code, self.manager.config.tunnel_request_size_threshold
+        ):
+            return False
+        target = self._other_server(ss.server)
+        if target is None or not self._may_send_again(command):
+            return False
+        self.manager.stats.refused_requests_retried += 1
+        self._log.info(
+            "client session {cs_id}: {server} refused a request with {code} (cannot serve "
+            "now); sending it to another server",
+            cs_id=self.cs_id,
+            server=ss.server.address,
+            code=code,
+        )
+        self.active = None
+        ss.sink = None
+        ss.passthrough = None
+        # The ERR never reaches the client, which still waits for the answer's first packet.
+        self.conn._relayed(Phase.RESULT_PENDING, 1, -1, 0)
+        ss.close(quit=True)
+        self._run(self._send_again(command, self._request_info, target))
+        return True
+
+    async def _send_again(self, command: Any, info: Any, server: BackendServer) -> None:
+        ss = await self._acquire(server, failover=True)
+        self._start(ss, command, info)
+
+    def _survives_lost_request(self, ss: ServerSession) -> bool:
+        """
+        Whether the client session may go on after its server session was lost
+        mid-request (with an error for this request): an autocommit statement
+        outside any transaction that cannot have opened one or changed session
+        state the proxy tracks. Otherwise the client is disconnected, as ODP does.
+        """
+        command = self._request_command
+        if (
+            command is None
+            or command.__class__ is not ComQuery
+            or self._in_transaction
+            or self.pin_reasons
+            or not ss.conn.autocommit
+        ):
+            return False
+        # The full classification (not the routing summary): only on this rare path.
+        info = classify_fully(command.query)
+        return (
+            info.kind in _SURVIVABLE_KINDS
+            and not info.multi_statement
+            and not info.pin_reasons
+            and not info.user_var_assignments
+            and not info.system_var_assignments
+        )
 
     def _close_server_sessions(self, quit: bool = True, pool: bool = False) -> None:
         """
@@ -2084,6 +2280,8 @@ class ClientSession(Protocol):
         The bytes go out after the bookkeeping, so that whatever the client
         does on seeing them finds the session idle again.
         """
+        if self._request_failed and self._retry_refused(ss, answer):
+            return
         self.active = None
         ss.sink = None
         command = self._request_command

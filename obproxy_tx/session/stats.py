@@ -80,6 +80,12 @@ class ProxyStats:
     @ivar server_sessions_reused: pooled server sessions taken by a client.
     @ivar server_session_resets_failed: pooled server sessions closed because
         their reset failed or went unanswered.
+    @ivar lost_reads_resent: plain reads sent again to another server after
+        their server session was lost before answering (C{retry_lost_reads}).
+    @ivar refused_requests_retried: requests sent to another server after
+        their server refused them with a cannot-serve-now error.
+    @ivar lost_requests_reported: requests lost mid-request outside a
+        transaction that got an error while the client session went on.
     """
 
     client_connections: int = 0
@@ -98,6 +104,9 @@ class ProxyStats:
     server_sessions_pooled: int = 0
     server_sessions_reused: int = 0
     server_session_resets_failed: int = 0
+    lost_reads_resent: int = 0
+    refused_requests_retried: int = 0
+    lost_requests_reported: int = 0
 
     def rows(self) -> List[Tuple[str, int]]:
         """
