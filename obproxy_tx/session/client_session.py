@@ -45,6 +45,7 @@ from obproxy_tx.admin.registry import BAD_INTERNAL_CMD, Recognised
 from obproxy_tx.config import BackendServer, ClusterConfig, ClusterType, LoginMode, parse_server
 from obproxy_tx.logs import Logger
 from obproxy_tx.session.fastwrite import no_delay, write_now
+from obproxy_tx.session.limits import ServerBusyError
 from obproxy_tx.session.login import LoginName, LoginNameError, SpecialUser, parse_login_name
 from obproxy_tx.session.odp_login import default_capability_flag, rewrite_handshake_response
 from obproxy_tx.session.pool import ServerSessionPool, login_key
@@ -62,6 +63,7 @@ from obproxy_tx.session.statements import substitute_connection_id
 from obproxy_tx.session.states import ClientSessionMachine
 from obproxy_tx.session.stats import SessionStats
 from obproxy_tx.session.sync import SessionVarVersions
+from obproxy_tx.session.timeouts import Watch, query_timeout, session_seconds
 from obproxy_tx.session.tracking import SessionState, StatementKind, classify, parse_route_addr
 from obproxy_tx.wire.connection import (
     LocalInfileData,
@@ -261,6 +263,27 @@ class _ReadPauser:
         pass
 
 
+class _WritePauser(_ReadPauser):
+    """
+    A L{_ReadPauser} on the client's transport that also tells the client
+    session when the client stopped taking what the proxy writes
+    (C{net_write_timeout}): Twisted pauses its producer when the transport's
+    buffer is full and resumes it once drained.
+    """
+
+    def __init__(self, transport: Any, session: ClientSession) -> None:
+        super().__init__(transport)
+        self._session = session
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        super().pauseProducing()
+        self._session._client_write_blocked(True)
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        super().resumeProducing()
+        self._session._client_write_blocked(False)
+
+
 class _RequestFailedError(Exception):
     """
     A request cannot go on; C{packet} (if any) is the ERR the client gets.
@@ -346,11 +369,15 @@ class ClientSession(Protocol):
         "_login_timer",
         "_lost_idle",
         "_multi_statements",
+        "_net_read",
+        "_net_write",
         "_pauser",
         "_pending_change",
         "_processing",
         "_producer",
         "_proxysys",
+        "_query_limit",
+        "_query_watch",
         "_raw_query",
         "_relay_ss",
         "_reported_sys_vars",
@@ -435,6 +462,12 @@ class ClientSession(Protocol):
         self._idle_timer: IDelayedCall | None = None
         self._idle_timeout = 0.0
         self._idle_since = 0.0
+        # Lazy timeouts (obproxy_tx.session.timeouts.Watch and its timer), made
+        # when first needed; the query timeout in seconds (0: none).
+        self._net_read: Any = None
+        self._net_write: Any = None
+        self._query_watch: Any = None
+        self._query_limit = 0.0
         self._producer: ServerSession | None = None
         self._pauser: _ReadPauser | None = None
         # Relays answers verbatim when it can (made at the first such answer),
@@ -723,6 +756,9 @@ class ClientSession(Protocol):
                 self._raw_query = None
                 self._processing = False
             return
+        if not events:
+            # Part of a packet: the client has net_read_timeout for the rest.
+            self._watch_net_read()
         self._queue().extend(events)
         self._process()
 
@@ -743,6 +779,9 @@ class ClientSession(Protocol):
         if self._idle_timer is not None and self._idle_timer.active():
             self._idle_timer.cancel()
         self._idle_timer = None
+        for watch in (self._net_read, self._net_write, self._query_watch):
+            if watch is not None:
+                watch.cancel()
         # A client that quit (or that the proxy closed) quits its backends too; one that went
         # away without COM_QUIT leaves them as abruptly, so servers count it as aborted.
         # Only after the client's own COM_QUIT (the conversation is CLOSED; KILL and
@@ -828,6 +867,7 @@ class ClientSession(Protocol):
         """
         if self._idle_timer is not None and self._wait_timeout() != self._idle_timeout:
             self._watch_idle()
+        self._follow_query_timeout()
 
     def _idle_timer_fired(self) -> None:
         self._idle_timer = None
@@ -843,6 +883,7 @@ class ClientSession(Protocol):
             return
         # As the server does: close without an answer; the client sees a lost
         # connection on its next command.
+        self.manager.stats.client_idle_timeouts += 1
         self._log.info(
             "client session {cs_id}: idle for {timeout}s (wait_timeout), closing",
             cs_id=self.cs_id,
@@ -853,8 +894,180 @@ class ClientSession(Protocol):
     def _login_timed_out(self) -> None:
         self._login_timer = None
         if self.login is None or self.conn.phase is not Phase.COMMAND_IDLE:
+            self.manager.stats.client_login_timeouts += 1
             self._log.info("client {peer} did not log in in time", peer=self.peer)
             self.transport.abortConnection()
+
+    # -- net read / net write / query timeouts (obproxy_tx.session.timeouts) ----------
+
+    def _arm(self, watch: Any, delay: float, fired: Any) -> None:
+        watch.armed = True
+        watch.timer = self.manager.reactor.callLater(max(delay, 0.0), fired)
+
+    def _watch_net_read(self) -> None:
+        """
+        The client's last read ended in the middle of a packet: from now on
+        it has C{net_read_timeout} to send the rest (any bytes restart the clock).
+        """
+        if self.login is None or self._closed:
+            # Before the login the login timeout watches the client.
+            return
+        watch = self._net_read
+        if watch is None:
+            watch = self._net_read = Watch()
+        now = self.manager.reactor.seconds()
+        watch.start("partial", now)
+        watch.progress(now)
+        if not watch.armed:
+            self._arm(watch, self._net_read_timeout(), self._net_read_fired)
+
+    def _net_read_timeout(self) -> float:
+        return session_seconds(
+            self.state.sys_vars, "net_read_timeout", self.manager.config.net_read_timeout
+        )
+
+    def _net_read_fired(self) -> None:
+        watch = self._net_read
+        if watch is None or self._closed:
+            return
+        # Still the client's turn with part of a packet held: stalled (when the
+        # proxy is busy, buffered bytes are a pipelined command, not a stall).
+        stalled = not self._busy and not self._closing and self.conn.has_buffered()
+        delay = watch.fired(
+            "partial" if stalled else None, self.manager.reactor.seconds(), self._net_read_timeout()
+        )
+        if delay is None:
+            return
+        if delay > 0:
+            self._arm(watch, delay, self._net_read_fired)
+            return
+        # Mid-packet the client cannot read an answer: closed without one, as a
+        # server does on its own net_read_timeout (1159 in its log).
+        self.manager.stats.client_net_read_timeouts += 1
+        self._log.info(
+            "client session {cs_id}: no rest of a packet for {timeout}s (net_read_timeout), "
+            "closing",
+            cs_id=self.cs_id,
+            timeout=self._net_read_timeout(),
+        )
+        self._closing = True
+        self.transport.abortConnection()
+
+    def _client_write_blocked(self, blocked: bool) -> None:
+        """
+        The client's transport buffer filled up (C{blocked}) or drained: a
+        client that leaves it full for C{net_write_timeout} is closed.
+        """
+        if self._closed:
+            return
+        watch = self._net_write
+        if watch is None:
+            if not blocked:
+                return
+            watch = self._net_write = Watch()
+        now = self.manager.reactor.seconds()
+        if not blocked:
+            watch.stop()
+            return
+        watch.start("blocked", now)
+        if not watch.armed:
+            self._arm(watch, self._net_write_timeout(), self._net_write_fired)
+
+    def _net_write_timeout(self) -> float:
+        return session_seconds(
+            self.state.sys_vars, "net_write_timeout", self.manager.config.net_write_timeout
+        )
+
+    def _net_write_fired(self) -> None:
+        watch = self._net_write
+        if watch is None or self._closed:
+            return
+        delay = watch.fired(watch.marker, self.manager.reactor.seconds(), self._net_write_timeout())
+        if delay is None:
+            return
+        if delay > 0:
+            self._arm(watch, delay, self._net_write_fired)
+            return
+        # The client reads nothing, so no answer can reach it: both ends close at
+        # once (the server session is mid-answer, useless to anyone).
+        self.manager.stats.client_net_write_timeouts += 1
+        self._log.info(
+            "client session {cs_id}: answer unread for {timeout}s (net_write_timeout), closing",
+            cs_id=self.cs_id,
+            timeout=self._net_write_timeout(),
+        )
+        self._closing = True
+        self.transport.abortConnection()
+
+    def _follow_query_timeout(self) -> None:
+        cluster = self.cluster
+        if cluster is None:
+            return
+        self._query_limit = query_timeout(
+            cluster.type is ClusterType.OCEANBASE, self.state.sys_vars, self.manager.config
+        )
+
+    def _watch_query(self, ss: ServerSession) -> None:
+        """
+        A request went to C{ss}: it must be answered within the query timeout.
+        """
+        watch = self._query_watch
+        if watch is None:
+            watch = self._query_watch = Watch()
+        watch.start((ss.ss_id, ss.transact_count), self.manager.reactor.seconds())
+        if not watch.armed:
+            self._arm(watch, self._query_limit, self._query_fired)
+
+    def _query_fired(self) -> None:
+        watch = self._query_watch
+        if watch is None or self._closed:
+            return
+        active = self.active
+        net_write = self._net_write
+        now = self.manager.reactor.seconds()
+        if active is not None and net_write is not None and net_write.marker is not None:
+            # The client is not reading: its own timeout (net_write_timeout)
+            # applies, not the server's.
+            watch.progress(now)
+        current = (active.ss_id, active.transact_count) if active is not None else None
+        delay = watch.fired(current, now, self._query_limit)
+        if delay is None:
+            return
+        if delay > 0:
+            self._arm(watch, delay, self._query_fired)
+            return
+        assert active is not None
+        self._query_timed_out(active)
+
+    def _query_timed_out(self, ss: ServerSession) -> None:
+        """
+        C{ss} did not answer the current request in time: the client gets ERR
+        1317 (when nothing of the answer went out yet) and its connection
+        closes, as ODP disconnects; the backend connection is killed on the
+        server (its statement would run on for nobody) and dropped.
+        """
+        self.manager.stats.query_timeouts += 1
+        cluster = self.cluster.name if self.cluster else "?"
+        message = (
+            f"Query execution was interrupted: server {ss.server.address} of cluster "
+            f"'{cluster}' did not answer within {self._query_limit:g}s"
+        )
+        self._log.warn("client session {cs_id}: {message}", cs_id=self.cs_id, message=message)
+        self.active = None
+        ss.sink = None
+        if ss.passthrough is not None and self._answer is not None:
+            ss.passthrough = None
+            self._answer.abandon()
+        if self.conn.our_turn:
+            try:
+                self._send(ERRPacket(ErrorCode.ER_QUERY_INTERRUPTED, message, "70100"))
+            except ProtocolError:
+                self._log.debug("no error packet possible here")
+        if ss.alive:
+            killing = self.side_query(b"KILL %d" % ss.backend_id, ss.server)
+            killing.addErrback(self._log_side_failure, "KILL")
+        ss.abort()
+        self.close()
 
     def _process(self) -> None:
         """
@@ -1122,6 +1335,9 @@ class ClientSession(Protocol):
         if login.is_proxysys:
             self._local_admin_logged_in(login)
             return
+        refusal = self.manager.admit(self, login, cluster)
+        if refusal is not None:
+            raise _RequestFailedError(refusal, close=True)
         self.login, self.cluster = login, cluster
         self._stage1, self._verifier = stage1, verifier
         self._client_answer = answer
@@ -1143,6 +1359,7 @@ class ClientSession(Protocol):
         self._login_timer = None
         self._in_transaction = False
         self._watch_idle()
+        self._follow_query_timeout()
         self._send(OKPacket(status_flags=self._status()))
         # Routine, one per connection: debug, so that a log filtered at info (ODP's
         # syslog_level is WDIAG) does not pay ~40 us per login to format and write it.
@@ -1263,6 +1480,7 @@ class ClientSession(Protocol):
                 others[: max(0, self.manager.config.connect_observer_max_retries - 1)]
             )
         problems = []
+        busy: ServerBusyError | None = None
         login = self._backend_login()
         key = login_key(cluster.name, login)
         for candidate in candidates:
@@ -1273,6 +1491,10 @@ class ClientSession(Protocol):
                 ss = await self.manager.connect_server_session(self, candidate, login)
             except BackendError as refused:
                 raise _RequestFailedError(refused.packet, close=self.login is None) from None
+            except ServerBusyError as exc:  # server_max_connections: none free in time
+                problems.append(f"{candidate.address}: {exc}")
+                busy = exc
+                continue
             except Exception as exc:  # connect errors of every kind
                 problems.append(f"{candidate.address}: {exc}")
                 self.stats.server_connect_failures += 1
@@ -1299,6 +1521,9 @@ class ClientSession(Protocol):
                     backend_id=ss.backend_id,
                 )
             return ss
+        if busy is not None and len(problems) == 1:
+            # Only one server was tried and it is full: its own clear error (1040).
+            raise _RequestFailedError(busy.packet)
         raise _RequestFailedError(
             ERRPacket(
                 ErrorCode.ER_UNKNOWN_ERROR,
@@ -1779,7 +2004,7 @@ class ClientSession(Protocol):
                 self.transport.unregisterProducer()
                 if old.alive:
                     old.transport.resumeProducing()
-            self.transport.registerProducer(_ReadPauser(ss.transport), True)
+            self.transport.registerProducer(_WritePauser(ss.transport, self), True)
             self._producer = ss
             if ss.transport.producer is None:
                 if self._pauser is None:
@@ -1909,6 +2134,8 @@ class ClientSession(Protocol):
         bound.transact_count += 1
         if self._producer is not bound:
             self._attach(bound)
+        if self._query_limit:
+            self._watch_query(bound)
         raw = self._raw_query
         if raw is not None:
             # The client's own bytes go on as they came (same payload, sequence id 0).
@@ -2140,6 +2367,8 @@ class ClientSession(Protocol):
         ss.transact_count += 1
         self.stats.server_requests += 1
         self._attach(ss)
+        if self._query_limit:
+            self._watch_query(ss)
         ss.send(command)
         conn = ss.conn
         if conn.phase is Phase.COMMAND_IDLE:  # no answer (COM_STMT_SEND_LONG_DATA)

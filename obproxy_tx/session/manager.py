@@ -34,12 +34,12 @@ from obproxy_tx.session.ids import (
     ServerSessionIdCounter,
     make_proxy_sessid,
 )
+from obproxy_tx.session.limits import ClientCounts, ServerSlots, admit_client
 from obproxy_tx.session.pool import SharedSessionPool
 from obproxy_tx.session.server_session import BackendLogin, ServerSession, connect_session
 from obproxy_tx.session.stats import ProxyStats
 from obproxy_tx.wire.connection import ClientConnection
 from obproxy_tx.wire.constants import Capability
-from obproxy_tx.wire.errors import ErrorCode
 from obproxy_tx.wire.packets import ERRPacket, HandshakeV10
 
 __all__ = ["SessionManager"]
@@ -84,21 +84,6 @@ class _ListenerFactory(Factory):
 
     def buildProtocol(self, addr: Any) -> Protocol | None:  # noqa: N802
         return self.manager.new_client_session(addr)
-
-
-class _TooMany(Protocol):
-    """
-    Refuses a connection over C{client_max_connections} with ERR 1040.
-    """
-
-    transport: Any
-
-    def connectionMade(self) -> None:  # noqa: N802
-        payload = ERRPacket(ErrorCode.ER_CON_COUNT_ERROR, "Too many connections", "08004").encode(
-            Capability.CLIENT_PROTOCOL_41
-        )
-        self.transport.write(len(payload).to_bytes(3, "little") + b"\x00" + payload)
-        self.transport.loseConnection()
 
 
 class SessionManager(Service):
@@ -155,6 +140,12 @@ class SessionManager(Service):
         self.stats = ProxyStats()
         self.started_at = time.time()
         self.session_pool = SharedSessionPool(reactor, lambda: self.config, self.stats)
+        # server_max_connections: every server session holds a slot of its server.
+        self.server_slots = ServerSlots(
+            reactor, lambda: self.config, self.session_pool.close_idle, self.stats
+        )
+        # Admitted client sessions per user (the per-user caps).
+        self.client_counts = ClientCounts()
         self.greetings: dict[str, HandshakeV10] = {}
         self._probes: dict[str, defer.Deferred[HandshakeV10 | None]] = {}
         self.worker = worker
@@ -237,6 +228,8 @@ class SessionManager(Service):
                 directory.config = new_config
         if any(name.startswith(_POOL_ITEMS) for name in changed):
             self.session_pool.reconfigured()
+        if "server_max_connections" in changed:
+            self.server_slots.reconfigured()
         if "syslog_level" in changed:
             logs.apply_config(new_config)
         if "default_inactivity_timeout" in changed:
@@ -256,13 +249,13 @@ class SessionManager(Service):
 
     def new_client_session(self, addr: Any) -> Protocol | None:
         """
-        Build the protocol for a new client connection (or a refusal when
-        C{client_max_connections} is reached).
+        Build the protocol for a new client connection.
+
+        Every connection is accepted and greeted: as in ODP,
+        C{client_max_connections} and the per-user caps are checked once the
+        client logged in (L{admit}), so the local admin still gets in to a
+        full proxy and a refused client reads ODP's error as a login answer.
         """
-        limit = self.config.client_max_connections
-        if limit and len(self.client_sessions) >= limit:
-            self.stats.client_connections_refused += 1
-            return _TooMany()
         try:
             cs_id = self._cs_ids.allocate(self.client_sessions)
         except Exception:
@@ -297,10 +290,43 @@ class SessionManager(Service):
             self._proxy_sessid_bases[(host, port)] = base
         return base | (seq & 0xFFFF)
 
+    def admit(self, session: ClientSession, login: Any, cluster: ClusterConfig) -> ERRPacket | None:
+        """
+        Check C{client_max_connections} and the per-user caps for a client
+        that just proved who it is (L{obproxy_tx.session.limits.admit_client});
+        an admitted one is counted for its user until it closes.
+
+        @param login: its parsed login name.
+        @param cluster: the cluster it logged in to.
+        @return: C{None} when admitted, else the ERR to answer before closing.
+        """
+        if login.is_proxysys:
+            return None
+        entry = cluster.find_user(login.user, login.tenant)
+        cap = entry.max_connections if entry is not None and entry.max_connections else 0
+        if not cap:
+            cap = self.config.user_max_connections
+        user = (cluster.name, login.tenant, login.user)
+        refusal = admit_client(
+            open_connections=len(self.client_sessions),
+            max_connections=self.config.client_max_connections,
+            user_sessions=self.client_counts.of(user),
+            user_cap=cap,
+            user=login.user,
+        )
+        if refusal is None:
+            self.client_counts.add(session.cs_id, user)
+        elif refusal.message == "Too many sessions":
+            self.stats.client_connections_refused += 1
+        else:
+            self.stats.user_cap_refusals += 1
+        return refusal
+
     def client_session_closed(self, session: ClientSession) -> None:
         """
         Forget a closed client session.
         """
+        self.client_counts.remove(session.cs_id)
         if self.client_sessions.get(session.cs_id) is session:
             del self.client_sessions[session.cs_id]
 
@@ -452,6 +478,9 @@ class SessionManager(Service):
         @raise Exception: the connection failed (refused, timed out, lost).
         """
         assert client.login is not None
+        # server_max_connections: a slot first (at once, or after waiting; may
+        # fail with limits.ServerBusyError), held until the connection ends.
+        slot = await self.server_slots.acquire(server.address)
         session = ServerSession(
             self._ss_ids.allocate(),
             server,
@@ -459,11 +488,15 @@ class SessionManager(Service):
             login,
             on_lost=None if side else client.server_session_lost,
         )
+        session.slot = slot
         connecting = connect_session(self.reactor, server, session)
         connecting.addTimeout(self.config.short_async_task_timeout, self.reactor)
         try:
             await connecting
         except Exception:
+            # Never connected: no connectionLost will give the slot back.
+            session.slot = None
+            slot.release()
             session.machine.close()
             self.stats.server_connect_failures += 1
             raise

@@ -503,6 +503,25 @@ class SharedSessionPool:
             return False
         return self._pick(self._idle.get((address, key)), database)[0] >= 0
 
+    def close_idle(self, address: str) -> bool:
+        """
+        Close the longest idle session to C{address} (to make room under
+        C{server_max_connections}); its slot comes back when its connection ends.
+
+        @return: whether there was one.
+        """
+        oldest: _Pooled | None = None
+        for (server, _), entries in self._idle.items():
+            if server != address or not entries:
+                continue
+            if oldest is None or entries[0].since < oldest.since:
+                oldest = entries[0]
+        if oldest is None:
+            return False
+        self._forget(oldest)
+        oldest.session.close(quit=True)
+        return True
+
     # -- housekeeping ---------------------------------------------------------------------
 
     def _count_down(self, shared: SharedKey) -> None:

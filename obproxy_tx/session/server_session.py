@@ -198,6 +198,7 @@ class ServerSession(Protocol):
         "passthrough",
         "server",
         "sink",
+        "slot",
         "ss_id",
         "statements",
         "transact_count",
@@ -245,6 +246,9 @@ class ServerSession(Protocol):
         self._internal: defer.Deferred[list[Any]] | None = None
         self._collected: list[Any] = []
         self._lost = False
+        # Its place under server_max_connections (obproxy_tx.session.limits),
+        # given back when the connection ends.
+        self.slot: Any = None
 
     def __repr__(self) -> str:
         return (
@@ -301,6 +305,9 @@ class ServerSession(Protocol):
         if self._lost:
             return
         self._lost = True
+        slot, self.slot = self.slot, None
+        if slot is not None:
+            slot.release()
         self.machine.close()
         lost = Failure(ServerSessionLostError(f"connection to {self.server.address} lost"))
         if not self.logged_in.called:

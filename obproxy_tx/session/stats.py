@@ -63,7 +63,7 @@ class ProxyStats:
     What the whole proxy did since it started.
 
     @ivar client_connections: client connections accepted.
-    @ivar client_connections_refused: refused at accept (C{client_max_connections}).
+    @ivar client_connections_refused: refused at login by C{client_max_connections}.
     @ivar client_logins: successful logins.
     @ivar client_login_failures: failed logins.
     @ivar client_sessions_killed: client sessions ended by C{KILL}.
@@ -80,6 +80,23 @@ class ProxyStats:
     @ivar server_sessions_reused: pooled server sessions taken by a client.
     @ivar server_session_resets_failed: pooled server sessions closed because
         their reset failed or went unanswered.
+    @ivar user_cap_refusals: logins refused by a per-user cap
+        (C{max_connections}, C{user_max_connections}).
+    @ivar server_session_waits: new server sessions that had to wait for
+        C{server_max_connections}.
+    @ivar server_session_wait_timeouts: of those, the ones that gave up
+        after C{server_session_wait_timeout}.
+    @ivar server_sessions_closed_for_cap: idle shared-pool sessions closed to
+        make room under C{server_max_connections}.
+    @ivar client_login_timeouts: clients closed by C{client_login_timeout}.
+    @ivar client_idle_timeouts: clients closed by their C{wait_timeout}.
+    @ivar client_net_read_timeouts: clients closed for stalling mid-packet
+        (C{net_read_timeout}).
+    @ivar client_net_write_timeouts: clients closed for not reading their
+        answer (C{net_write_timeout}).
+    @ivar query_timeouts: requests given up because the server did not answer
+        in time (C{ob_query_timeout} + C{observer_query_timeout_delta}, or
+        C{query_response_timeout}).
     @ivar lost_reads_resent: plain reads sent again to another server after
         their server session was lost before answering (C{retry_lost_reads}).
     @ivar refused_requests_retried: requests sent to another server after
@@ -104,6 +121,15 @@ class ProxyStats:
     server_sessions_pooled: int = 0
     server_sessions_reused: int = 0
     server_session_resets_failed: int = 0
+    user_cap_refusals: int = 0
+    server_session_waits: int = 0
+    server_session_wait_timeouts: int = 0
+    server_sessions_closed_for_cap: int = 0
+    client_login_timeouts: int = 0
+    client_idle_timeouts: int = 0
+    client_net_read_timeouts: int = 0
+    client_net_write_timeouts: int = 0
+    query_timeouts: int = 0
     lost_reads_resent: int = 0
     refused_requests_retried: int = 0
     lost_requests_reported: int = 0
