@@ -45,7 +45,9 @@ key it came from; see L{ProxyService}.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import signal
 import sys
 import textwrap
 from typing import Any, Callable
@@ -75,9 +77,8 @@ from obproxy_tx.config import (
     ConfigItem,
     ProxyConfig,
     UserEntry,
-    apply_overrides,
-    load_config,
 )
+from obproxy_tx.reload import ConfigSource, ReloadOutcome, reload_config
 from obproxy_tx.session.login import DEFAULT_TENANT
 
 __all__ = [
@@ -234,6 +235,13 @@ class ProxyService(MultiService):
     @ivar listener: the L{StreamServerEndpointService} of the SQL port.
     @ivar app_name: the application name given with C{-n}, if any.
     @ivar port: the listening port once listening, else L{None}.
+    @ivar config_source: where the configuration was read from, when
+        C{SIGHUP} reloads it (L{obproxy_tx.reload}); C{None}: no reload.
+
+    Stopping drains: the listener stops first (children stop in reverse
+    order), then the session manager lets running statements and open
+    transactions finish (L{obproxy_tx.session.drain}); C{twistd} waits for
+    that before it exits.
     """
 
     _log = Logger()
@@ -247,6 +255,8 @@ class ProxyService(MultiService):
         *,
         app_name: str | None = None,
         exit_on_listen_failure: bool = False,
+        config_source: ConfigSource | None = None,
+        reactor: Any = None,
     ) -> None:
         """
         @param config: the configuration.
@@ -256,12 +266,19 @@ class ProxyService(MultiService):
         @param app_name: the C{-n} application name.
         @param exit_on_listen_failure: raise C{SystemExit} rather than
             L{ConfigError} when the proxy cannot listen (the C{twistd} way).
+        @param config_source: where the configuration came from: given, the
+            service reloads it on C{SIGHUP} while running.
+        @param reactor: the reactor a C{SIGHUP} is handed to (the global one
+            by default).
         """
         super().__init__()
         self.setName("obproxy")
         self.config = config
         self.manager = manager
         self.app_name = app_name
+        self.config_source = config_source
+        self._reactor = reactor
+        self._previous_sighup: Any = None
         self.port: IListeningPort | None = None
         self._exit_on_listen_failure = exit_on_listen_failure
         self._waiting: list[Deferred[IListeningPort]] = []
@@ -339,15 +356,52 @@ class ProxyService(MultiService):
         except ConfigError as e:
             self.stopService()
             self._config_failed(e)
+        self._catch_sighup()
 
     def stopService(self) -> Deferred[None]:
         """
-        Stop listening, then stop the session manager (which closes every
-        session).
+        Stop listening, then stop the session manager, which drains: the
+        returned L{Deferred} fires once its last client session closed.
         """
         self.port = None
+        self._release_sighup()
         result: Deferred[None] = super().stopService()
         return result
+
+    def reload(self) -> ReloadOutcome | None:
+        """
+        Read the configuration again from L{config_source} and apply it
+        (what C{SIGHUP} does; see L{obproxy_tx.reload}).
+
+        @return: what happened, or C{None} without a source or a manager
+            that can change its configuration.
+        """
+        source = self.config_source
+        if source is None or not hasattr(self.manager, "reconfigure"):
+            return None
+        outcome = reload_config(self.manager, source)
+        if outcome.error is None:
+            self.config = outcome.config
+        return outcome
+
+    def _catch_sighup(self) -> None:
+        if self.config_source is None or not hasattr(signal, "SIGHUP"):
+            return
+        try:
+            self._previous_sighup = signal.signal(signal.SIGHUP, self._sighup)
+        except ValueError:  # not the main thread: whoever embeds us owns the signals
+            self._previous_sighup = None
+
+    def _release_sighup(self) -> None:
+        previous, self._previous_sighup = self._previous_sighup, None
+        if previous is not None:
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGHUP, previous)
+
+    def _sighup(self, signum: int, frame: Any) -> None:
+        # In the signal handler only hand over to the reactor, as Twisted does for SIGTERM.
+        reactor = self._reactor if self._reactor is not None else _default_reactor()
+        reactor.callFromThread(self.reload)
 
     def _listen_failed(self, error: CannotListenError) -> None:
         key = _listen_key(self.config)
@@ -376,6 +430,7 @@ def build_proxy_service(
     app_name: str | None = None,
     manager_factory: ManagerFactory | None = None,
     exit_on_listen_failure: bool = False,
+    config_source: ConfigSource | None = None,
 ) -> ProxyService:
     """
     Build the proxy's service tree from a configuration, for C{twistd} or for
@@ -389,6 +444,8 @@ def build_proxy_service(
         L{SessionManager<obproxy_tx.session.manager.SessionManager>} by default
         (a parameter for tests).
     @param exit_on_listen_failure: see L{ProxyService}.
+    @param config_source: where C{config} was read from: C{SIGHUP} reloads
+        it (in every worker too); C{None}: no reload.
     @return: the service, not yet started.
     @raise ConfigError: the listen endpoint string cannot be parsed.
     """
@@ -407,7 +464,7 @@ def build_proxy_service(
 
         node = new_node_id()
         peers = cluster_node.peer_members(config, node, reactor)
-        manager: Any = WorkerSupervisor(config, reactor, peers)
+        manager: Any = WorkerSupervisor(config, reactor, peers, config_source=config_source)
         router = manager.router
     else:
         if manager_factory is None:
@@ -429,6 +486,8 @@ def build_proxy_service(
         manager.listener_factory(),
         app_name=app_name,
         exit_on_listen_failure=exit_on_listen_failure,
+        config_source=config_source,
+        reactor=reactor,
     )
     if config.proxy_peer_listen and router is not None:
         cluster_node.PeerListener(config, reactor, router, node).setServiceParent(service)
@@ -619,21 +678,23 @@ class Options(usage.Options):
             raise usage.UsageError(str(e)) from None
         self.proxy_config = config
 
-    def _load(self) -> ProxyConfig:
+    def config_source(self) -> ConfigSource:
+        """
+        Where the configuration comes from: the C{-c} file (or the built-in
+        defaults) and the command line, read at start and again on C{SIGHUP}.
+        """
         options = list(self["options"])
         app_name = self["app-name"]
         if app_name is not None and "app_name" in ITEMS:
             options.insert(0, f"app_name={app_name}")
-        overrides: dict[str, Any] = {
-            "listen_port": self["listen-port"],
-            "rootservice_list": self["rootservice-list"],
-            "options": options,
-        }
+        return ConfigSource.of(
+            self["config"], self["listen-port"], self["rootservice-list"], options
+        )
+
+    def _load(self) -> ProxyConfig:
         # Both read the items ALTER PROXYCONFIG saved (obproxy_tx.config_store)
         # between the file and the command line: command line > saved > file.
-        if self["config"] is None:
-            return apply_overrides(default_config(), **overrides, saved=True)
-        return load_config(self["config"], **overrides)
+        return self.config_source().load()
 
 
 def _twistd_daemonizes(options: usage.Options) -> bool:
@@ -668,4 +729,5 @@ def makeService(options: Options, *, manager_factory: ManagerFactory | None = No
         app_name=options["app-name"],
         manager_factory=manager_factory,
         exit_on_listen_failure=not _twistd_daemonizes(options),
+        config_source=options.config_source(),
     )

@@ -28,7 +28,11 @@ The supervisor also:
   - keeps the configuration current with C{ALTER PROXYCONFIG}, for workers
     it restarts;
   - stops the workers (C{SIGTERM}, then C{SIGKILL} after a grace period)
-    when the proxy stops.
+    when the proxy stops: each worker drains its sessions first
+    (L{obproxy_tx.session.drain}), so the grace period is
+    C{graceful_shutdown_timeout} plus L{_STOP_MARGIN};
+  - forwards a configuration reload (C{SIGHUP}, L{obproxy_tx.reload}) to
+    every worker, which reads the configuration again the same way.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import contextlib
 import json
 import os
 import pickle
+import signal
 import socket
 import sys
 from functools import partial
@@ -52,6 +57,7 @@ from obproxy_tx.cluster.protocol import SCOPE_WORKER, ChannelProtocol
 from obproxy_tx.cluster.router import LinkMember, NodeRequests, PeerMember, Router, call_timeout
 from obproxy_tx.cluster.worker import LINK_FD, LISTEN_FD
 from obproxy_tx.config import ProxyConfig, set_item
+from obproxy_tx.reload import ConfigSource
 
 __all__ = ["WorkerSupervisor"]
 
@@ -61,8 +67,18 @@ _MAX_RESTART_DELAY = 30.0
 """The longest wait between restarts of a worker that keeps dying at once."""
 _QUICK_DEATH = 10.0
 """A worker that dies sooner than this after starting doubles its next delay."""
-_STOP_GRACE = 10.0
-"""Seconds a worker has to close its sessions after C{SIGTERM}, before C{SIGKILL}."""
+_STOP_MARGIN = 10.0
+"""Seconds a worker has after C{SIGTERM} beyond C{graceful_shutdown_timeout}
+(its drain's deadline) to close its sessions and exit, before C{SIGKILL}."""
+
+
+def stop_grace(config: ProxyConfig) -> float:
+    """
+    How long a stopping worker may take after C{SIGTERM} before C{SIGKILL}:
+    its drain (C{graceful_shutdown_timeout}) plus L{_STOP_MARGIN}.
+    """
+    return float(config.graceful_shutdown_timeout) + _STOP_MARGIN
+
 
 _WORKER_CODE = "from obproxy_tx.cluster.worker import main; main()"
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -190,12 +206,16 @@ class WorkerSupervisor(Service):
         reactor: Any,
         peers: List[PeerMember] | None = None,
         executable: str | None = None,
+        *,
+        config_source: ConfigSource | None = None,
     ) -> None:
         """
         @param config: the configuration (C{work_thread_num} workers).
         @param reactor: the reactor to spawn and listen with.
         @param peers: the other proxy nodes.
         @param executable: the interpreter workers run on (this one by default).
+        @param config_source: where the configuration came from, for workers
+            to read it again on C{SIGHUP} (L{obproxy_tx.reload}).
         """
         self.setName("workers")
         self.config = config
@@ -215,6 +235,7 @@ class WorkerSupervisor(Service):
         self._stopping = False
         self._restarts: Dict[int, Any] = {}
         self._delays: Dict[int, float] = {}
+        self.config_source = config_source
 
     def listener_factory(self) -> Factory:
         """
@@ -230,6 +251,19 @@ class WorkerSupervisor(Service):
 
     def _config_changed(self, name: str, text: str) -> None:
         self.config = set_item(self.config, name, text, origin="ALTER PROXYCONFIG")
+
+    def reconfigure(self, new_config: ProxyConfig) -> None:
+        """
+        Run with C{new_config} from now on (a C{SIGHUP} reload in the parent,
+        L{obproxy_tx.reload}): workers started later get it, and every running
+        worker is sent C{SIGHUP} to read the configuration again itself (each
+        applies it to its own session manager, keeping its sessions).
+
+        @param new_config: the checked configuration, restart-only items as running.
+        """
+        self.config = new_config
+        for process in list(self.processes.values()):
+            _signal(process, "HUP")
 
     # -- service --------------------------------------------------------------------------
 
@@ -266,6 +300,10 @@ class WorkerSupervisor(Service):
         if self._stopping or self._port is None:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # The worker is born with SIGHUP blocked (a spawned process inherits the
+        # signal mask) and unblocks it once it handles it: a reload forwarded
+        # while it starts waits for it instead of killing it (SIGHUP's default).
+        blocked = _block_sighup()
         try:
             ours.setblocking(False)
             link = ChannelProtocol(
@@ -293,11 +331,17 @@ class WorkerSupervisor(Service):
                 },
             )
         finally:
+            _unblock_sighup(blocked)
             ours.close()
             theirs.close()
         self._links[worker] = link
         self.processes[worker] = process
-        spec = {"config": self.config, "worker": worker, "family": int(self._family)}
+        spec = {
+            "config": self.config,
+            "worker": worker,
+            "family": int(self._family),
+            "config_source": self.config_source,
+        }
         transport: Any = process.transport
         transport.write(pickle.dumps(spec))
         transport.closeStdin()
@@ -332,8 +376,9 @@ class WorkerSupervisor(Service):
 
     def stopService(self) -> defer.Deferred[None]:  # noqa: N802
         """
-        Stop every worker: C{SIGTERM} (a worker closes its sessions and
-        exits), then C{SIGKILL} for any still running after a grace period.
+        Stop every worker: C{SIGTERM} (a worker stops accepting, drains its
+        sessions and exits), then C{SIGKILL} for any still running after
+        L{stop_grace}.
         """
         super().stopService()
         self._stopping = True
@@ -348,7 +393,7 @@ class WorkerSupervisor(Service):
             _signal(process, "TERM")
         if not waiting:
             return defer.succeed(None)
-        killer = self.reactor.callLater(_STOP_GRACE, self._kill_all)
+        killer = self.reactor.callLater(stop_grace(self.config), self._kill_all)
         done = defer.DeferredList(waiting)
 
         def finished(_: object) -> None:
@@ -362,9 +407,27 @@ class WorkerSupervisor(Service):
             self._log.warn(
                 "worker {worker} did not stop in {grace}s: killing it",
                 worker=process.worker,
-                grace=_STOP_GRACE,
+                grace=stop_grace(self.config),
             )
             _signal(process, "KILL")
+
+
+def _block_sighup() -> bool:
+    """
+    Block C{SIGHUP} in this thread, if it can be.
+
+    @return: whether it was blocked here (to unblock it again).
+    """
+    hup = getattr(signal, "SIGHUP", None)
+    if hup is None or not hasattr(signal, "pthread_sigmask"):
+        return False
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {hup})
+    return hup not in previous
+
+
+def _unblock_sighup(blocked: bool) -> None:
+    if blocked:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
 
 
 def _signal(process: _WorkerProcess, name: str) -> None:

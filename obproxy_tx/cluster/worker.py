@@ -16,8 +16,13 @@ it: C{python -c "from obproxy_tx.cluster.worker import main; main()"} with
 
 The worker serves clients exactly as a one-process proxy does, with its own
 L{SessionManager<obproxy_tx.session.manager.SessionManager>} whose C{cs_id}s
-carry the worker's number. It stops on C{SIGTERM} or C{SIGINT} (closing its
-sessions), and by itself when the parent goes away (the link closes).
+carry the worker's number. It stops on C{SIGTERM} or C{SIGINT}: it stops
+accepting and drains its sessions (L{obproxy_tx.session.drain}); and by
+itself when the parent goes away (the link closes). On C{SIGHUP}, which the
+parent forwards, it reads the configuration again as the parent did at start
+(the spec's C{config_source}, L{obproxy_tx.reload}) and applies it to its
+session manager. The parent starts it with C{SIGHUP} blocked; it unblocks it
+once it handles it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import socket
 import sys
 import threading
@@ -162,6 +168,7 @@ def run(spec: Dict[str, Any], reactor: Any) -> None:
     port = adopt_listening(reactor, LISTEN_FD, int(spec["family"]), manager.listener_factory())
     os.close(LISTEN_FD)
     manager.startService()
+    _handle_sighup(reactor, manager, spec.get("config_source"))
 
     def stop() -> Any:
         # Stop accepting (this process's copy of the socket only), then close the sessions.
@@ -176,6 +183,34 @@ def run(spec: Dict[str, Any], reactor: Any) -> None:
         address=port.getHost(),
     )
     reactor.run()
+
+
+def _handle_sighup(reactor: Any, manager: Any, source: Any) -> None:
+    """
+    Reload the configuration into C{manager} on C{SIGHUP} (from C{source},
+    a L{ConfigSource<obproxy_tx.reload.ConfigSource>}; without one, the
+    signal is only logged), then let the signal in: one that came while the
+    worker started was held (see the module docstring) and arrives now.
+    """
+    hup = getattr(signal, "SIGHUP", None)
+    if hup is None:
+        return
+
+    def reload() -> None:
+        if source is None:
+            _log.warn("SIGHUP: no configuration source to read again; nothing changed")
+            return
+        from obproxy_tx.reload import reload_config
+
+        reload_config(manager, source)
+
+    def handler(signum: int, frame: Any) -> None:
+        # Only hand over to the reactor here, as Twisted does with SIGTERM.
+        reactor.callFromThread(reload)
+
+    signal.signal(hup, handler)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {hup})
 
 
 def main() -> None:

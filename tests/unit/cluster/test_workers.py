@@ -29,7 +29,7 @@ from twisted.python.filepath import FilePath
 from obproxy_tx import tap
 from obproxy_tx.cluster.node import PeerListener
 from obproxy_tx.cluster.router import InProcessView
-from obproxy_tx.cluster.supervisor import WorkerSupervisor, _NeverServed
+from obproxy_tx.cluster.supervisor import WorkerSupervisor, _NeverServed, stop_grace
 from obproxy_tx.cluster.worker import LINK_FD, LISTEN_FD, ParentLogObserver, _fair
 from obproxy_tx.config import ConfigError, parse_config
 
@@ -264,14 +264,19 @@ def test_a_dead_worker_is_restarted_with_growing_delays() -> None:
 def test_stop_terms_then_kills() -> None:
     """
     Stopping sends SIGTERM, then SIGKILL to a worker still running after the
-    grace period; a pending restart is cancelled.
+    grace period (its drain's graceful_shutdown_timeout and a margin); a
+    pending restart is cancelled.
     """
     supervisor, reactor, _ = started(2)
     first, second = (spawned["transport"] for spawned in reactor.spawned)
     stopping = supervisor.stopService()
     assert first.signals == ["TERM"] and second.signals == ["TERM"]
     first.end(error.ProcessDone(None))
-    reactor.advance(30)
+    grace = stop_grace(supervisor.config)
+    assert grace > supervisor.config.graceful_shutdown_timeout == 30
+    reactor.advance(grace - 0.5)
+    assert second.signals == ["TERM"]
+    reactor.advance(0.5)
     assert second.signals == ["TERM", "KILL"]
     done: List[Any] = []
     stopping.addBoth(done.append)
