@@ -50,6 +50,8 @@ from obproxy_tx.session.login import LoginName, LoginNameError, SpecialUser, par
 from obproxy_tx.session.odp_login import default_capability_flag, rewrite_handshake_response
 from obproxy_tx.session.pool import ServerSessionPool, login_key
 from obproxy_tx.session.prepared import PreparedStatements, param_types_of, with_bound_types
+from obproxy_tx.session.read_split import handle_set, sets_consistency
+from obproxy_tx.session.read_split import route as route_split
 from obproxy_tx.session.retry import RequestFacts, may_resend_lost, may_retry_refused
 from obproxy_tx.session.server_session import (
     BackendError,
@@ -409,6 +411,7 @@ class ClientSession(Protocol):
         "peer_port",
         "pool",
         "proxy_sessid",
+        "read_consistency",
         "route_addr",
         "state",
         "statements",
@@ -435,6 +438,8 @@ class ClientSession(Protocol):
         self.active: ServerSession | None = None
         self.pool = ServerSessionPool()
         self.route_addr: str | None = None
+        # SET ob_read_consistency (read_split.py): None until the client sets it.
+        self.read_consistency: str | None = None
         self.statements = PreparedStatements()
         self.peer = ""
         self.peer_port = 0
@@ -2021,7 +2026,9 @@ class ClientSession(Protocol):
                 return server
         return parse_server(address)
 
-    def _route(self, needs_last: bool = False) -> BackendServer:
+    def _route(
+        self, needs_last: bool = False, command: Any = None, info: Any = None
+    ) -> BackendServer:
         bound = self.bound
         if self._doomed is not None:
             raise _RequestFailedError(_backend_lost_error(self._doomed), close=True)
@@ -2029,6 +2036,10 @@ class ClientSession(Protocol):
             return bound.server
         if self.route_addr is not None:
             return self._server_for(self.route_addr)
+        cluster = self.cluster
+        if cluster is not None and cluster.replicas:
+            # Read/write split: weak plain reads to a usable replica, the rest to a primary.
+            return route_split(self, command, info)
         if bound is not None:
             return bound.server
         assert self.cluster is not None
@@ -2094,6 +2105,8 @@ class ClientSession(Protocol):
             or self._proxysys
             or self._doomed is not None
             or self.route_addr is not None
+            or self.cluster is None
+            or self.cluster.replicas  # the read/write split decides (read_split.route)
         ):
             return False
         state = self.state
@@ -2115,6 +2128,7 @@ class ClientSession(Protocol):
             or info.needs_last_session
             or info.route_addr is not None
             or (info.kind is StatementKind.SELECT and b"@" in query)
+            or (info.system_var_assignments and sets_consistency(info))
         ):
             return False
         self.last_command_at = manager.reactor.seconds()
@@ -2163,6 +2177,8 @@ class ClientSession(Protocol):
             return
         if info.route_addr is not None and info.kind is StatementKind.SET:
             self._set_route_addr(info.route_addr)
+            return
+        if info.system_var_assignments and sets_consistency(info) and handle_set(self, query):
             return
         if info.kind is StatementKind.SELECT and b"@" in query and _SELECT_ROUTE_ADDR.match(query):
             self._answer_value(b"@obproxy_route_addr", self.route_addr or 0)
@@ -2340,6 +2356,7 @@ class ClientSession(Protocol):
             )
             and (bound.versions is self.state.versions or bound.versions == self.state.versions)
             and bound.multi_statements == self._multi_statements
+            and not (self.cluster is not None and self.cluster.replicas)
         ):
             self.bound = None
             bound.machine.activate()
@@ -2350,7 +2367,7 @@ class ClientSession(Protocol):
     async def _forward_async(
         self, command: Any, info: Any, server: BackendServer | None, needs_last: bool
     ) -> None:
-        target = server if server is not None else self._route(needs_last)
+        target = server if server is not None else self._route(needs_last, command, info)
         ss = await self._acquire(
             target, failover=server is None and self.route_addr is None and self.bound is None
         )
@@ -2704,7 +2721,7 @@ class ClientSession(Protocol):
         target = (
             statement.cursor_session.server
             if statement.cursor_session is not None
-            else self._route()
+            else self._route(command=command)
         )
         ss = await self._acquire(target, failover=self.route_addr is None and self.bound is None)
         server_id = await self._ensure_prepared(ss, statement)
@@ -2795,6 +2812,7 @@ class ClientSession(Protocol):
         self._close_server_sessions()
         self.statements.clear()
         self.state.reset(keep_database=True)
+        self.read_consistency = None
         self._in_transaction = False
         self._multi_statements = bool(self.conn.capabilities & Capability.CLIENT_MULTI_STATEMENTS)
         self._send(OKPacket(status_flags=ServerStatus.SERVER_STATUS_AUTOCOMMIT))
@@ -2826,6 +2844,7 @@ class ClientSession(Protocol):
         self.state.reset(keep_database=False)
         self._in_transaction = False
         self.route_addr = None
+        self.read_consistency = None
         self.login, self.cluster = login, cluster
         self._stage1, self._verifier = stage1, verifier
         self._client_answer = answer

@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 from obproxy_tx import logs
 from obproxy_tx.admin.registry import CommandRegistry
 from obproxy_tx.config import ITEMS, BackendServer, ClusterConfig, ProxyConfig
+from obproxy_tx.ha.replicas import ReplicaMonitor
 from obproxy_tx.logs import Logger
 from obproxy_tx.session.client_session import ClientSession
 from obproxy_tx.session.drain import Drain
@@ -104,6 +105,8 @@ class SessionManager(Service):
         proxy; admin commands consult it for sessions they do not hold.
     @ivar session_pool: idle server sessions left by clients that quit, shared
         by later clients of the same backend user.
+    @ivar replica_monitor: which replicas may take weak reads (the read/write
+        split, L{obproxy_tx.ha.replicas}).
     """
 
     _log = Logger()
@@ -140,6 +143,8 @@ class SessionManager(Service):
         self.stats = ProxyStats()
         self.started_at = time.time()
         self.session_pool = SharedSessionPool(reactor, lambda: self.config, self.stats)
+        # Which replicas may take weak reads (read/write split; started with the service).
+        self.replica_monitor = ReplicaMonitor(reactor, lambda: self.config, self.stats)
         # server_max_connections: every server session holds a slot of its server.
         self.server_slots = ServerSlots(
             reactor, lambda: self.config, self.session_pool.close_idle, self.stats
@@ -168,6 +173,7 @@ class SessionManager(Service):
         super().startService()
         if self.config.clusters:
             self.cluster_greeting(self.config.default_cluster)
+        self.replica_monitor.start()
         for cluster in self.config.clusters:
             if cluster.learn_users:
                 directory = self._user_directory(cluster)
@@ -193,6 +199,7 @@ class SessionManager(Service):
         drain = self.drain
         if drain is None:
             self.session_pool.close()
+            self.replica_monitor.stop()
             super().stopService()
             drain = self.drain = Drain(self, self.config.graceful_shutdown_timeout)
             done = drain.start()

@@ -103,6 +103,11 @@ class ProxyStats:
         their server refused them with a cannot-serve-now error.
     @ivar lost_requests_reported: requests lost mid-request outside a
         transaction that got an error while the client session went on.
+    @ivar replica_reads: weak reads sent to a replica (read/write split).
+    @ivar replica_reads_on_primary: weak reads sent to a primary because no
+        replica was usable.
+    @ivar replica_state_changes: replicas taken out of or put back into the
+        read/write split by the replica monitor.
     """
 
     client_connections: int = 0
@@ -133,6 +138,9 @@ class ProxyStats:
     lost_reads_resent: int = 0
     refused_requests_retried: int = 0
     lost_requests_reported: int = 0
+    replica_reads: int = 0
+    replica_reads_on_primary: int = 0
+    replica_state_changes: int = 0
 
     def rows(self) -> List[Tuple[str, int]]:
         """
