@@ -241,3 +241,110 @@ def test_user_default_and_the_mariadb_client(pair: Replication) -> Iterator[Any]
     finally:
         yield stop_proxy_later(proxy)
     assert outputs == [str(REPLICA), str(PRIMARY)]
+
+
+def _weak_reads_until(
+    cursor: Any, want: int, timeout: float = 20.0, sql: str = "SELECT @@server_id"
+) -> Dict[str, Any]:
+    """
+    Run weak reads through the proxy until one runs on server C{want}; every read must succeed.
+
+    @return: the seconds it took, the reads made and the server ids seen.
+    """
+    began = time.monotonic()
+    seen: List[int] = []
+    while True:
+        cursor.execute(sql)
+        row = cursor.fetchone()
+        seen.append(int(row[0]))
+        if seen[-1] == want:
+            return {"seconds": time.monotonic() - began, "reads": len(seen), "seen": seen}
+        if time.monotonic() - began > timeout:
+            raise AssertionError(f"reads never reached server {want}: {seen[-20:]}")
+        time.sleep(0.01)
+
+
+@pytest_twisted.inlineCallbacks
+def test_stopped_replication_takes_the_replica_out_and_back(
+    proxy: Proxy, pair: Replication
+) -> Iterator[Any]:
+    """
+    C{STOP SLAVE} on the replica: the monitor takes it out and weak reads go to the primary
+    without an error; C{START SLAVE} puts it back. The times are printed.
+    """
+    address = f"127.0.0.1:{pair.replica.port}"
+
+    def client() -> Dict[str, Any]:
+        _until(lambda: _usable(proxy, pair), what="replica usable")
+        out: Dict[str, Any] = {}
+        with proxy.connect() as connection, connection.cursor() as cursor:
+            cursor.execute("SET ob_read_consistency = WEAK")
+            out["before"] = _server_id(cursor)
+            run(pair.replica, ["STOP SLAVE"])
+            try:
+                out["out"] = _weak_reads_until(cursor, PRIMARY)
+                out["reason"] = proxy.manager.replica_monitor.table.health(address).reason
+            finally:
+                run(pair.replica, ["START SLAVE"])
+            out["back"] = _weak_reads_until(cursor, REPLICA)
+        return out
+
+    out = yield in_thread(client)
+    assert out["before"] == REPLICA
+    assert "not running" in out["reason"], out["reason"]
+    assert proxy.manager.stats.replica_state_changes >= 2
+    print(
+        f"\nSTOP SLAVE -> weak reads on the primary after {out['out']['seconds'] * 1000:.0f} ms "
+        f"({out['out']['reads']} reads, none failed); START SLAVE -> back on the replica after "
+        f"{out['back']['seconds'] * 1000:.0f} ms (replica_check_interval {CHECK_INTERVAL} s)"
+    )
+
+
+@pytest_twisted.inlineCallbacks
+def test_lagging_replica_is_skipped_until_it_catches_up(
+    proxy: Proxy, pair: Replication
+) -> Iterator[Any]:
+    """
+    Real lag: the replica applies events 3 s late (C{MASTER_DELAY=3}); after a write its
+    C{Seconds_Behind_Master} climbs past C{max_replica_lag} (1 s here), so weak reads go to the
+    primary (and see the write), until the replica has applied it and takes weak reads again
+    (and sees it too).
+    """
+    address = f"127.0.0.1:{pair.replica.port}"
+    sql = "SELECT @@server_id, COUNT(*) FROM test.rs WHERE id = 10"
+
+    def client() -> Dict[str, Any]:
+        run(pair.replica, ["STOP SLAVE", "CHANGE MASTER TO MASTER_DELAY=3", "START SLAVE"])
+        out: Dict[str, Any] = {}
+        try:
+            _until(lambda: _usable(proxy, pair), what="replica usable")
+            with proxy.connect() as connection, connection.cursor() as cursor:
+                cursor.execute("SET ob_read_consistency = WEAK")
+                cursor.execute("DELETE FROM test.rs WHERE id = 10")
+                wait_replicated(pair)
+                _weak_reads_until(cursor, REPLICA, sql=sql)
+                cursor.execute("INSERT INTO test.rs VALUES (10, 'late')")
+                written = time.monotonic()
+                out["out"] = _weak_reads_until(cursor, PRIMARY, sql=sql)
+                out["reason"] = proxy.manager.replica_monitor.table.health(address).reason
+                cursor.execute(sql)
+                out["primary_row"] = cursor.fetchone()
+                out["back"] = _weak_reads_until(cursor, REPLICA, sql=sql)
+                out["back_after_write"] = time.monotonic() - written
+                cursor.execute(sql)
+                out["replica_row"] = cursor.fetchone()
+        finally:
+            run(pair.replica, ["STOP SLAVE", "CHANGE MASTER TO MASTER_DELAY=0", "START SLAVE"])
+        return out
+
+    out = yield in_thread(client)
+    assert "behind its primary" in out["reason"], out["reason"]
+    assert out["primary_row"] == (PRIMARY, 1)
+    assert out["replica_row"] == (REPLICA, 1)
+    # Back only once the delayed write was applied (3 s after it).
+    assert out["back_after_write"] >= 2.5
+    print(
+        f"\nlag over 1 s -> weak reads on the primary {out['out']['seconds'] * 1000:.0f} ms "
+        f"after the write; back on the replica {out['back_after_write']:.1f} s after it "
+        "(MASTER_DELAY 3 s)"
+    )
