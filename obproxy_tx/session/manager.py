@@ -48,6 +48,11 @@ __all__ = ["SessionManager"]
 #: The config items the shared pool follows at once when they change.
 _POOL_ITEMS = ("session_pool_", "enable_session_pool_")
 
+#: The timeouts client sessions keep a copy of (the idle timer, the query timeout).
+_FOLLOWED_TIMEOUTS = frozenset(
+    ("default_inactivity_timeout", "query_response_timeout", "observer_query_timeout_delta")
+)
+
 
 class _GreetingProbe(Protocol):
     """
@@ -239,7 +244,7 @@ class SessionManager(Service):
             self.server_slots.reconfigured()
         if "syslog_level" in changed:
             logs.apply_config(new_config)
-        if "default_inactivity_timeout" in changed:
+        if any(name in _FOLLOWED_TIMEOUTS for name in changed):
             for session in list(self.client_sessions.values()):
                 session.follow_wait_timeout()
         if changed:

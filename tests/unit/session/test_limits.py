@@ -514,3 +514,13 @@ def test_server_slot_is_held_until_the_server_connection_ends() -> None:
     harness.session.connectionLost(Failure(ConnectionDone()))
     harness.flush()
     assert slots.count("127.0.0.1:3306") == 0
+
+
+def test_alter_of_query_response_timeout_reaches_logged_in_sessions() -> None:
+    harness = Harness()
+    assert isinstance(harness.login(), OKPacket)
+    assert harness.session._query_limit == 0.0
+    harness.manager.reconfigure(attrs.evolve(harness.manager.config, query_response_timeout=7.0))
+    assert harness.session._query_limit == 7.0
+    harness.manager.reconfigure(attrs.evolve(harness.manager.config, server_max_connections=5))
+    assert harness.manager.server_slots._cap("x") == 5
