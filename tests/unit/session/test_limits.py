@@ -524,3 +524,33 @@ def test_alter_of_query_response_timeout_reaches_logged_in_sessions() -> None:
     assert harness.session._query_limit == 7.0
     harness.manager.reconfigure(attrs.evolve(harness.manager.config, server_max_connections=5))
     assert harness.manager.server_slots._cap("x") == 5
+
+
+def test_a_waiting_login_gets_the_slot_a_quitting_client_frees() -> None:
+    harness = Harness()
+    _configure(harness, server_max_connections=1, server_session_wait_timeout=5.0)
+    assert isinstance(harness.login(), OKPacket)
+    second = _another_client(harness)
+    second.flush()
+    greeting = second.events.pop(0)
+    second.send(
+        HandshakeResponse41(
+            CLIENT_CAPS,
+            1 << 24,
+            45,
+            "app",
+            native_password_response(PASSWORD, greeting.auth_plugin_data),
+            auth_plugin_name="mysql_native_password",
+        )
+    )
+    harness.reactor.advance(1.0)
+    second.flush()
+    assert second.events == []  # waiting for the only slot
+    harness.session.connectionLost(Failure(ConnectionDone()))
+    for _ in range(3):
+        harness.reactor.advance(0.1)
+        second.flush()
+    assert isinstance(second.events.pop(0), OKPacket)
+    assert harness.manager.server_slots.count("127.0.0.1:3306") == 1
+    assert harness.manager.stats.server_session_waits == 1
+    assert harness.manager.stats.server_session_wait_timeouts == 0
