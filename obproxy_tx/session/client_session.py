@@ -166,6 +166,14 @@ _BACKEND_KEPT = ~int(
 #: were parsed under (clients log in under few names); cleared when it is full.
 _LOGIN_NAMES: dict[str, tuple[Any, LoginName, ClusterConfig | None]] = {}
 _LOGIN_NAMES_KEPT = 1024
+#: The status flags a local OK keeps from the bound server session's last answer.
+_STATUS_KEPT = ~int(
+    ServerStatus.SERVER_MORE_RESULTS_EXISTS
+    | ServerStatus.SERVER_SESSION_STATE_CHANGED
+    | ServerStatus.SERVER_STATUS_CURSOR_EXISTS
+    | ServerStatus.SERVER_STATUS_LAST_ROW_SENT
+)
+
 _DEFAULT_CAPABILITIES = (
     PROXY_CAPABILITIES
     & ~Capability.CLIENT_DEPRECATE_EOF
@@ -800,12 +808,14 @@ class ClientSession(Protocol):
     # -- plumbing -----------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
+        # At once (see fastwrite), the proxy's own packets too: a buffered write costs
+        # two epoll_ctl calls and a reactor turn, and a connection has three of them
+        # (greeting, login OK, the OK of a local command) before its first query.
         if data and not self._closed:
-            self.transport.write(data)
+            write_now(self.transport, data)
 
     def _write_relayed(self, data: bytes) -> None:
-        # A server's answer goes out at once (see fastwrite); the proxy's own
-        # answers, often followed by a close, keep Twisted's buffered write.
+        # A server's answer goes out at once (see fastwrite).
         if data and not self._closed:
             write_now(self.transport, data)
 
@@ -1140,17 +1150,11 @@ class ClientSession(Protocol):
             self._internal_error(Failure())
 
     def _status(self) -> ServerStatus:
-        flags = ServerStatus.SERVER_STATUS_AUTOCOMMIT
         bound = self.bound
-        if bound is not None:
-            flags = bound.conn.status_flags
-        return ServerStatus(
-            flags
-            & ~ServerStatus.SERVER_MORE_RESULTS_EXISTS
-            & ~ServerStatus.SERVER_SESSION_STATE_CHANGED
-            & ~ServerStatus.SERVER_STATUS_CURSOR_EXISTS
-            & ~ServerStatus.SERVER_STATUS_LAST_ROW_SENT
-        )
+        if bound is None:
+            return ServerStatus.SERVER_STATUS_AUTOCOMMIT
+        # Plain ints (an IntFlag operation makes a new IntFlag): one call per local OK.
+        return ServerStatus(int(bound.conn.status_flags) & _STATUS_KEPT)
 
     def _ok(self) -> None:
         self._send(OKPacket(status_flags=self._status()))

@@ -116,6 +116,11 @@ def modified_type(var_class: VarClass) -> str:
         raise ValueError(f"{var_class.name} has no modified_type") from None
 
 
+# Each class's counter field, looked up without Enum's .value descriptor (once per request).
+_FIELDS: dict[VarClass, str] = {var_class: var_class.value for var_class in VarClass}
+_NONE_BEHIND: frozenset[VarClass] = frozenset()
+
+
 @attrs.frozen
 class SessionVarVersions:
     """
@@ -139,7 +144,7 @@ class SessionVarVersions:
         """
         The counter of C{var_class}.
         """
-        value: int = getattr(self, var_class.value)
+        value: int = getattr(self, _FIELDS[var_class])
         return value
 
     def bumped(self, *classes: VarClass) -> SessionVarVersions:
@@ -156,10 +161,13 @@ class SessionVarVersions:
         Called on a server session's versions: which classes lag behind the
         client session's, so must be synced before the next request.
         """
+        if self == client:
+            # The usual case (nothing changed since the last request): no walk.
+            return _NONE_BEHIND
         return frozenset(
             var_class
-            for var_class in VarClass
-            if self.version(var_class) < client.version(var_class)
+            for var_class, field in _FIELDS.items()
+            if getattr(self, field) < getattr(client, field)
         )
 
     def after_statement(

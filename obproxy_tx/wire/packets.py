@@ -139,6 +139,19 @@ _NO_STATUS = ServerStatus(0)
 #: extended capabilities are the bits above it.
 _LOWER_CAPS = 0xFFFFFFFF
 
+# Flags as plain ints for the packets of every connection: an int & IntFlag makes a new
+# IntFlag each time.
+_LENENC_CLIENT_DATA = int(Capability.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA)
+_SECURE_CONNECTION = int(Capability.CLIENT_SECURE_CONNECTION)
+_CONNECT_WITH_DB = int(Capability.CLIENT_CONNECT_WITH_DB)
+_PLUGIN_AUTH = int(Capability.CLIENT_PLUGIN_AUTH)
+_CONNECT_ATTRS = int(Capability.CLIENT_CONNECT_ATTRS)
+_ZSTD = int(Capability.CLIENT_ZSTD_COMPRESSION_ALGORITHM)
+_PROTOCOL_41 = int(Capability.CLIENT_PROTOCOL_41)
+_TRANSACTIONS = int(Capability.CLIENT_TRANSACTIONS)
+_SESSION_TRACK = int(Capability.CLIENT_SESSION_TRACK)
+_STATE_CHANGED = int(ServerStatus.SERVER_SESSION_STATE_CHANGED)
+
 
 def _text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
@@ -178,7 +191,30 @@ def _encode_attrs(attributes: dict[str, str]) -> bytes:
 
 
 def _decode_attrs(reader: PayloadReader) -> dict[str, str]:
-    inner = PayloadReader(reader.read_lenenc_bytes())
+    block = reader.read_lenenc_bytes()
+    # Every login carries a dozen attributes, each key and value shorter than 251
+    # bytes (a one-byte length): sliced here directly, a sixth of a connection's
+    # protocol work before; anything else is read by the general reader.
+    attributes: dict[str, str] = {}
+    position = 0
+    end = len(block)
+    while position < end:
+        key_length = block[position]
+        key_end = position + 1 + key_length
+        if key_length >= 0xFB or key_end >= end:
+            return _decode_attrs_any(block)
+        value_length = block[key_end]
+        value_end = key_end + 1 + value_length
+        if value_length >= 0xFB or value_end > end:
+            return _decode_attrs_any(block)
+        key = block[position + 1 : key_end].decode("utf-8", "surrogateescape")
+        attributes[key] = block[key_end + 1 : value_end].decode("utf-8", "surrogateescape")
+        position = value_end
+    return attributes
+
+
+def _decode_attrs_any(block: bytes) -> dict[str, str]:
+    inner = PayloadReader(block)
     attributes: dict[str, str] = {}
     while not inner.at_end():
         key = _text(inner.read_lenenc_bytes())
@@ -451,9 +487,10 @@ class HandshakeResponse41:
         reader.skip(19)
         caps |= reader.read_uint32() << 32
         username = _text(reader.read_nul_bytes())
-        if caps & Capability.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA:
+        # Plain ints: an int & IntFlag makes a new IntFlag each time (one login per connection).
+        if caps & _LENENC_CLIENT_DATA:
             auth_response = reader.read_lenenc_bytes()
-        elif caps & Capability.CLIENT_SECURE_CONNECTION:
+        elif caps & _SECURE_CONNECTION:
             auth_response = reader.read_bytes(reader.read_uint8())
         else:
             auth_response = reader.read_nul_bytes_or_rest()
@@ -461,13 +498,13 @@ class HandshakeResponse41:
         plugin = None
         attributes = None
         level = None
-        if caps & Capability.CLIENT_CONNECT_WITH_DB and not reader.at_end():
+        if caps & _CONNECT_WITH_DB and not reader.at_end():
             database = _text(reader.read_nul_bytes_or_rest())
-        if caps & Capability.CLIENT_PLUGIN_AUTH and not reader.at_end():
+        if caps & _PLUGIN_AUTH and not reader.at_end():
             plugin = _text(reader.read_nul_bytes_or_rest())
-        if caps & Capability.CLIENT_CONNECT_ATTRS and not reader.at_end():
+        if caps & _CONNECT_ATTRS and not reader.at_end():
             attributes = _decode_attrs(reader)
-        if caps & Capability.CLIENT_ZSTD_COMPRESSION_ALGORITHM and not reader.at_end():
+        if caps & _ZSTD and not reader.at_end():
             level = reader.read_uint8()
         _expect_end(reader, "HandshakeResponse41")
         return cls(
@@ -832,11 +869,12 @@ class OKPacket:
             lenenc_int(self.affected_rows),
             lenenc_int(self.last_insert_id),
         ]
-        if capabilities & Capability.CLIENT_PROTOCOL_41:
+        caps = int(capabilities)
+        if caps & _PROTOCOL_41:
             parts.append(_U16.pack(int(self.status_flags)) + _U16.pack(self.warnings))
-        elif capabilities & Capability.CLIENT_TRANSACTIONS:
+        elif caps & _TRANSACTIONS:
             parts.append(_U16.pack(int(self.status_flags)))
-        if capabilities & Capability.CLIENT_SESSION_TRACK:
+        if caps & _SESSION_TRACK:
             if self.info or self.session_state_changes is not None:
                 parts.append(lenenc_bytes(self.info))
             if self.session_state_changes is not None:
@@ -863,17 +901,18 @@ class OKPacket:
         last_insert_id = reader.read_lenenc_int()
         status = 0
         warnings = 0
-        if capabilities & Capability.CLIENT_PROTOCOL_41:
+        caps = int(capabilities)
+        if caps & _PROTOCOL_41:
             status = reader.read_uint16()
             warnings = reader.read_uint16()
-        elif capabilities & Capability.CLIENT_TRANSACTIONS:
+        elif caps & _TRANSACTIONS:
             status = reader.read_uint16()
         info = b""
         state = None
-        if capabilities & Capability.CLIENT_SESSION_TRACK:
+        if caps & _SESSION_TRACK:
             if not reader.at_end():
                 info = reader.read_lenenc_bytes()
-                if status & ServerStatus.SERVER_SESSION_STATE_CHANGED and not reader.at_end():
+                if status & _STATE_CHANGED and not reader.at_end():
                     state = reader.read_lenenc_bytes()
             _expect_end(reader, "OK packet")
         else:
