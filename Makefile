@@ -2,6 +2,7 @@
 #
 #   make run            start a local seekdb and the proxy in front of it on port 2883
 #   make run-example    start the framework's example MySQL server on 127.0.0.1:3307
+#   make run-replication  the proxy in front of a MariaDB primary -> replica pair (read/write split)
 #   make test           install everything (apt + pip), lint, run the whole test suite
 #   make testbed-up     start real MariaDB and seekdb servers for tests (kept running)
 #   make testbed-down   stop them
@@ -22,7 +23,7 @@ PYTEST_FLAGS = -ra -p no:cacheprovider --durations=15 -o faulthandler_timeout=60
 TYPED_TEST_CODE = tests/testbed tests/golden tests/conftest.py
 TYPED_EXTRA = twisted/plugins/obproxy_plugin.py examples/embedded_proxy.py docs/gen_config_reference.py
 
-.PHONY: test install install-system install-python lint pytest run run-example certs \
+.PHONY: test install install-system install-python lint pytest run run-replication run-example certs \
         testbed-up testbed-down testbed-status golden bench
 
 test: install lint pytest
@@ -66,6 +67,19 @@ run:
 	echo "Ctrl-C stops the proxy$${started:+ and seekdb}."; echo; \
 	PYTHONPATH=. $(PYTHON) -m twisted --log-format=text obproxy -c examples/conf.yaml -p $(PROXY_PORT) \
 	    -r "$$OBPROXY_SEEKDB_HOST:$$OBPROXY_SEEKDB_PORT"
+
+# The proxy on $(PROXY_PORT) in front of a real MariaDB primary -> replica pair (read/write split,
+# docs/high-availability.md); the pair keeps running: python -m tests.testbed replication stop.
+run-replication:
+	@$(PYTHON) -c 'import twisted, attrs, OpenSSL, cryptography, yaml' 2>/dev/null || $(MAKE) install-python
+	@set -e; $(PYTHON) -m tests.testbed replication start; \
+	conf="$(TESTBED_DIR)/replication/proxy.yaml"; \
+	$(PYTHON) -m tests.testbed replication config > "$$conf"; \
+	echo; echo "obproxy_tx on port $(PROXY_PORT): writes to the primary, weak reads to the replica ($$conf)"; \
+	echo "Weak by default (reads go to the replica):  mariadb -h127.0.0.1 -P$(PROXY_PORT) -unative_user -pnative_pw test -e 'SELECT @@server_id'"; \
+	echo "Strong by default (SET ob_read_consistency = WEAK to split): mariadb -h127.0.0.1 -P$(PROXY_PORT) -uadmin -padmin_pw"; \
+	echo "@@server_id: 1 primary, 2 replica. Ctrl-C stops the proxy."; echo; \
+	PYTHONPATH=. $(PYTHON) -m twisted --log-format=text obproxy -c "$$conf" -p $(PROXY_PORT)
 
 # The framework's example MySQL-protocol server (not a proxy) on $(PORT), TLS offered.
 run-example:

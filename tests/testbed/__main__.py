@@ -2,8 +2,8 @@
 Command line for the test bed:
 C{python -m tests.testbed {mariadb,seekdb,seekdb_tls,all} {start,stop,status,env}}, and
 C{python -m tests.testbed certs} (make the TLS certificates if needed, print their paths), and
-C{python -m tests.testbed replication {start,stop,status,env}} (a MariaDB primary -> replica pair,
-L{tests.testbed.replication}).
+C{python -m tests.testbed replication {start,stop,status,env,config}} (a MariaDB primary -> replica
+pair and a proxy configuration for it, L{tests.testbed.replication}).
 
   - C{start}: start the server(s), or keep the running one(s); prints where they listen.
   - C{stop}: stop them by pid.
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(prog="python -m tests.testbed", description=__doc__)
     parser.add_argument("kind", choices=[*KINDS, "all", "certs", "replication"])
-    parser.add_argument("action", nargs="?", choices=["start", "stop", "status", "env"])
+    parser.add_argument("action", nargs="?", choices=["start", "stop", "status", "env", "config"])
     args = parser.parse_args(argv)
     if args.kind == "certs":
         certs = certificates()
@@ -51,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.action is None:
         parser.error("an action is required: start, stop, status or env")
+    if args.action == "config" and args.kind != "replication":
+        parser.error("config is an action of replication only")
     if args.kind == "replication":
         from tests.testbed.replication import replication_main
 

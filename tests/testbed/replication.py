@@ -15,7 +15,8 @@ L{tests.testbed.mariadb}) plus:
 
 L{start_replication} returns a running pair (reused when both answer and the replica
 replicates), L{stop_replication} stops both, L{replication_status} reads the recorded pair.
-On the command line: C{python -m tests.testbed replication start|stop|status|env}.
+On the command line: C{python -m tests.testbed replication start|stop|status|env|config}
+(C{config}: a proxy configuration for the running pair, L{proxy_config}).
 
 L{wait_replicated} waits until the replica has applied everything the primary has written (by
 GTID position), which tests use before they read through the replica.
@@ -53,6 +54,7 @@ __all__ = [
     "MONITOR",
     "REPLICATION_USER",
     "Replication",
+    "proxy_config",
     "replication_dir",
     "replication_status",
     "replication_main",
@@ -456,7 +458,8 @@ def wait_replicated(pair: Replication, timeout: float = 30.0) -> None:
 
 def replication_main(action: str) -> int:
     """
-    C{python -m tests.testbed replication {start,stop,status,env}}; return the exit status.
+    C{python -m tests.testbed replication {start,stop,status,env,config}}; return the exit
+    status.
     """
     import shlex
 
@@ -493,6 +496,40 @@ def replication_main(action: str) -> int:
             f"{status.get('Seconds_Behind_Master')} s behind"
         )
         return 0
+    if action == "config":
+        print(proxy_config(pair), end="")
+        return 0
     for name, value in pair.env().items():
         print(f"export {name}={shlex.quote(value)}")
     return 0
+
+
+def proxy_config(pair: Replication, listen_port: int = 2883) -> str:
+    """
+    A proxy configuration (YAML) for the pair: one MySQL cluster C{replication} with the
+    primary and the replica (C{role: replica}), the test bed accounts (C{native_user} reads
+    weakly by default, C{admin} strongly) and C{monitor} as the metadata account.
+    """
+
+    def verifier(password: str) -> str:
+        import hashlib
+
+        return "*" + hashlib.sha1(hashlib.sha1(password.encode()).digest()).hexdigest().upper()
+
+    native, admin = pair.primary.accounts["native"], pair.primary.accounts["admin"]
+    return f"""# Written by tests.testbed.replication.proxy_config for the running pair.
+listen_port: {listen_port}
+metadata_user: {MONITOR.user}
+metadata_password: {MONITOR.password}
+max_replica_lag: 5s
+replica_check_interval: 1s
+clusters:
+  - name: replication
+    type: mysql
+    servers:
+      - '{pair.primary.host}:{pair.primary.port}'
+      - {{address: '{pair.replica.host}:{pair.replica.port}', role: replica}}
+    users:
+      - {{name: {native.user}, verifier: '{verifier(native.password)}', read_consistency: weak}}
+      - {{name: {admin.user}, verifier: '{verifier(admin.password)}'}}
+"""
