@@ -378,6 +378,12 @@ class ServerSlots:
             self.stats.server_sessions_closed_for_cap += 1
         return result
 
+    def wanted(self, address: str) -> bool:
+        """
+        Whether a new server session to C{address} waits for a slot.
+        """
+        return bool(self.table.waiting.get(address))
+
     def reconfigured(self) -> None:
         """
         Follow a changed C{server_max_connections}: a raised cap lets waiters in.

@@ -154,6 +154,7 @@ class SessionManager(Service):
         self.server_slots = ServerSlots(
             reactor, lambda: self.config, self.session_pool.close_idle, self.stats
         )
+        self.session_pool.wanted = self.server_slots.wanted
         # Admitted client sessions per user (the per-user caps).
         self.client_counts = ClientCounts()
         self.greetings: dict[str, HandshakeV10] = {}

@@ -217,6 +217,9 @@ class SharedSessionPool:
     deadline.
 
     @ivar stats: the proxy-wide counters, or C{None}.
+    @ivar wanted: tells whether a new server session to an address waits for
+        a slot (C{server_max_connections}); a session released to such an
+        address is closed instead of kept, so the waiter gets its slot.
     """
 
     _log = Logger()
@@ -238,6 +241,9 @@ class SharedSessionPool:
         self._closed = False
         # Per server that refused one reset command: the other one.
         self._reset_command: dict[str, str] = {}
+        # Whether a new server session to an address waits for a slot (set by
+        # the session manager; see obproxy_tx.session.limits).
+        self.wanted: Callable[[str], bool] | None = None
 
     def __len__(self) -> int:
         """
@@ -308,6 +314,11 @@ class SharedSessionPool:
         if key is None or not ss.alive or not ss.machine.is_idle or not self.enabled:
             return False
         if ss.conn.phase is not Phase.COMMAND_IDLE:
+            return False
+        wanted = self.wanted
+        if wanted is not None and wanted(ss.server.address):
+            # A new server session to that server waits for a slot
+            # (server_max_connections): closing this one gives it one.
             return False
         config = self._config()
         shared = (ss.server.address, key)

@@ -371,3 +371,63 @@ def test_backend_connect_timeout(mariadb: Any) -> Iterator[Any]:
         silent.close()
     assert "Cannot connect to any server" in message and address in message
     assert code == 1105
+
+
+@pytest_twisted.inlineCallbacks
+def test_server_cap_queues_a_burst_of_clients(mariadb: Any) -> Iterator[Any]:
+    """
+    server_max_connections=4, 16 client threads at once, each connecting,
+    running three statements and quitting: every client is served (they wait
+    their turn for a slot; a quitting client's server session is closed rather
+    than pooled while others wait), and the server never holds more than four
+    sessions of the proxy's user.
+    """
+    proxy = start_proxy(
+        mariadb, extra="server_max_connections: 4\nserver_session_wait_timeout: 20s"
+    )
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        with proxy.direct() as direct, direct.cursor() as cursor:
+            while not stop.is_set():
+                cursor.execute(
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = %s",
+                    (proxy.user,),
+                )
+                seen.append(int(cursor.fetchone()[0]))
+                time.sleep(0.02)
+
+    def client(results: list[Any]) -> None:
+        try:
+            with proxy.connect() as connection, connection.cursor() as cursor:
+                for _ in range(3):
+                    cursor.execute("SELECT SLEEP(0.05), 'ok'")
+                    row = cursor.fetchone()
+                results.append(row[1])
+        except pymysql.err.MySQLError as error:
+            results.append(error.args)
+
+    def run() -> list[Any]:
+        results: list[Any] = []
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        threads = [threading.Thread(target=client, args=(results,)) for _ in range(16)]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            stop.set()
+            sampler.join()
+        return results
+
+    try:
+        results: Any = yield in_thread(run)
+    finally:
+        yield stop_proxy_later(proxy)
+    assert results == ["ok"] * 16
+    assert proxy.manager.stats.server_session_waits > 0
+    assert proxy.manager.stats.server_session_wait_timeouts == 0
+    assert seen and max(seen) <= 4, seen
