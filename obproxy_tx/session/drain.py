@@ -37,6 +37,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from obproxy_tx.config import ITEMS
 from obproxy_tx.wire.connection import Phase
 from obproxy_tx.wire.constants import Capability
 from obproxy_tx.wire.packets import ERRPacket
@@ -74,6 +75,11 @@ CLOSE_WAIT = 2.0
 """Seconds closed sessions have to flush their last bytes before their
 connections are aborted (a client that stopped reading would hold a close
 forever)."""
+
+
+def _seconds(seconds: float) -> str:
+    """A duration as the config item shows it (C{30s}, C{500ms})."""
+    return str(ITEMS["graceful_shutdown_timeout"].render(seconds))
 
 
 class DrainStep(enum.Enum):
@@ -251,10 +257,10 @@ class Drain:
         done = self.when_done()
         if sessions:
             self._log.info(
-                "stopping: draining {count} client session(s), up to {timeout}s "
+                "stopping: draining {count} client session(s), up to {timeout} "
                 "(graceful_shutdown_timeout)",
                 count=len(sessions),
-                timeout=self.timeout,
+                timeout=_seconds(self.timeout),
             )
         if self.timeout <= 0:
             self._deadline()
@@ -344,9 +350,9 @@ class Drain:
         self.tally.statements_killed += len(kills)
         if sessions:
             self._log.warn(
-                "graceful_shutdown_timeout ({timeout}s) reached: closing {count} client "
+                "graceful_shutdown_timeout ({timeout}) reached: closing {count} client "
                 "session(s) still busy or in a transaction ({kills} statement(s) killed)",
-                timeout=self.timeout,
+                timeout=_seconds(self.timeout),
                 count=len(sessions),
                 kills=len(kills),
             )
