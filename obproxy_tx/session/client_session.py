@@ -1116,6 +1116,9 @@ class ClientSession(Protocol):
                     self._protocol_failed(exc)
                     return
                 if not pipelined:
+                    if self.conn.has_buffered():
+                        # Part of a packet that came behind a whole command.
+                        self._watch_net_read()
                     return
                 events = self._queue()
                 events.extend(pipelined)

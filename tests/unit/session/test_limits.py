@@ -554,3 +554,20 @@ def test_a_waiting_login_gets_the_slot_a_quitting_client_frees() -> None:
     assert harness.manager.server_slots.count("127.0.0.1:3306") == 1
     assert harness.manager.stats.server_session_waits == 1
     assert harness.manager.stats.server_session_wait_timeouts == 0
+
+
+def test_net_read_timeout_sees_a_partial_packet_behind_a_whole_one() -> None:
+    harness = Harness()
+    _configure(harness, net_read_timeout=3.0)
+    assert isinstance(harness.login(), OKPacket)
+    first = harness.client.send(ComQuery(b"SELECT 1"))
+    second = ComQuery(b"SELECT 2")
+    # The second command's framing (sequence 0 again), cut short, in the same read.
+    payload = b"\x03" + second.query
+    partial = len(payload).to_bytes(3, "little") + b"\x00" + payload[:4]
+    harness.session.dataReceived(first + partial)
+    harness.flush()
+    assert isinstance(harness.events.pop(0), OKPacket)
+    harness.reactor.advance(3.1)
+    assert harness.transport.disconnecting
+    assert harness.manager.stats.client_net_read_timeouts == 1
