@@ -410,6 +410,7 @@ def test_server_cap_queues_a_burst_of_clients(mariadb: Any) -> Iterator[Any]:
 
     def run() -> list[Any]:
         results: list[Any] = []
+        started = time.monotonic()
         sampler = threading.Thread(target=sample)
         sampler.start()
         threads = [threading.Thread(target=client, args=(results,)) for _ in range(16)]
@@ -421,6 +422,12 @@ def test_server_cap_queues_a_burst_of_clients(mariadb: Any) -> Iterator[Any]:
         finally:
             stop.set()
             sampler.join()
+        print(
+            f"burst: 16 clients through server_max_connections=4 served in "
+            f"{time.monotonic() - started:.2f}s, "
+            f"{proxy.manager.stats.server_session_waits} waited for a slot, "
+            f"at most {max(seen) if seen else 0} server sessions seen"
+        )
         return results
 
     try:
