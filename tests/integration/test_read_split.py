@@ -24,7 +24,9 @@ from tests.testbed import TestbedError
 from tests.testbed.replication import (
     MONITOR,
     Replication,
+    kill_replica,
     replication_status,
+    restart_replica,
     run,
     start_replication,
     stop_replication,
@@ -347,4 +349,48 @@ def test_lagging_replica_is_skipped_until_it_catches_up(
         f"\nlag over 1 s -> weak reads on the primary {out['out']['seconds'] * 1000:.0f} ms "
         f"after the write; back on the replica {out['back_after_write']:.1f} s after it "
         "(MASTER_DELAY 3 s)"
+    )
+
+
+@pytest_twisted.inlineCallbacks
+def test_crashed_replica_is_skipped_and_back_after_restart(
+    proxy: Proxy, pair: Replication
+) -> Iterator[Any]:
+    """
+    The replica is SIGKILLed under a weak-reading client: the monitor's connection to it is
+    lost, so it is out at once and the client's next weak reads run on the primary without an
+    error (its server session to the replica was idle); once the replica is restarted it takes
+    weak reads again.
+    """
+    address = f"127.0.0.1:{pair.replica.port}"
+
+    def client() -> Dict[str, Any]:
+        _until(lambda: _usable(proxy, pair), what="replica usable")
+        out: Dict[str, Any] = {}
+        with proxy.connect() as connection, connection.cursor() as cursor:
+            cursor.execute("SET ob_read_consistency = WEAK")
+            out["before"] = _server_id(cursor)
+            kill_replica(pair)
+            restarted = False
+            try:
+                out["out"] = _weak_reads_until(cursor, PRIMARY)
+                out["reason"] = proxy.manager.replica_monitor.table.health(address).reason
+                began = time.monotonic()
+                restart_replica(pair)
+                restarted = True
+                out["restart"] = time.monotonic() - began
+                out["back"] = _weak_reads_until(cursor, REPLICA, timeout=30)
+            finally:
+                if not restarted:
+                    restart_replica(pair)
+        return out
+
+    out = yield in_thread(client)
+    assert out["before"] == REPLICA
+    assert out["out"]["seen"] == [PRIMARY]
+    assert out["reason"], out["reason"]
+    print(
+        f"\nreplica SIGKILLed -> the next weak read ran on the primary ({out['reason']}); "
+        f"restarted in {out['restart']:.1f} s -> back on the replica "
+        f"{out['back']['seconds'] * 1000:.0f} ms later"
     )

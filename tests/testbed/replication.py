@@ -28,6 +28,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ from tests.testbed import (
     free_port,
     log_tail,
     mariadb,
+    pid_alive,
     pid_matches,
     stop_pid,
     testbed_dir,
@@ -54,9 +56,11 @@ __all__ = [
     "MONITOR",
     "REPLICATION_USER",
     "Replication",
+    "kill_replica",
     "proxy_config",
     "replication_dir",
     "replication_status",
+    "restart_replica",
     "replication_main",
     "run",
     "slave_status",
@@ -402,18 +406,55 @@ def start_replication(reuse: bool = True) -> Replication:
             stop_pid(replica.pid, replica.base_dir)
             stop_pid(primary.pid, primary.base_dir)
             raise
-        path = _state_path()
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps(
-                {"primary": primary.to_json(), "replica": replica.to_json()},
-                indent=2,
-                sort_keys=True,
-            )
-            + "\n"
-        )
-        os.replace(tmp, path)
+        _write_state(pair)
         return attrs.evolve(pair, started_here=True)
+
+
+def _write_state(pair: Replication) -> None:
+    path = _state_path()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(
+        json.dumps(
+            {"primary": pair.primary.to_json(), "replica": pair.replica.to_json()},
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n"
+    )
+    os.replace(tmp, path)
+
+
+def kill_replica(pair: Replication, sig: int = signal.SIGKILL, timeout: float = 30.0) -> None:
+    """
+    Send C{sig} to the replica's server (a crash by default) and wait until it is gone.
+
+    @raise TestbedError: it still runs after C{timeout} seconds.
+    """
+    os.kill(pair.replica.pid, sig)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pair.replica.pid):
+        if time.monotonic() > deadline:
+            raise TestbedError(f"the replica (pid {pair.replica.pid}) still runs after {sig}")
+        time.sleep(0.02)
+
+
+def restart_replica(pair: Replication) -> Replication:
+    """
+    Start the replica again on its port and data directory (after L{kill_replica}); it resumes
+    replicating where it stopped.
+
+    @return: the pair with the new replica process (also recorded).
+    """
+    with _locked("replication"):
+        old = pair.replica
+        stop_pid(old.pid, old.base_dir)
+        base = Path(old.base_dir)
+        # The accounts exist now: the init file would fail on its CREATE USERs.
+        args = [a for a in _args("replica", base, old.port) if not a.startswith("--init-file=")]
+        replica = _spawn("replica", base, old.port, args)
+        restarted = Replication(pair.primary, replica, pair.started_here)
+        _write_state(restarted)
+        return restarted
 
 
 def _stop_recorded() -> bool:
