@@ -559,6 +559,9 @@ _QUERY_ATTRIBUTES = int(Capability.CLIENT_QUERY_ATTRIBUTES)
 _IN_TRANS = int(ServerStatus.SERVER_STATUS_IN_TRANS)
 _AUTOCOMMIT = int(ServerStatus.SERVER_STATUS_AUTOCOMMIT)
 _CURSOR_EXISTS = int(ServerStatus.SERVER_STATUS_CURSOR_EXISTS)
+_DEPRECATE_EOF = int(Capability.CLIENT_DEPRECATE_EOF)
+_ZSTD_COMPRESSION = int(Capability.CLIENT_ZSTD_COMPRESSION_ALGORITHM)
+_COMPRESS = int(Capability.CLIENT_COMPRESS)
 _COM_QUERY = 0x03
 _COM_STMT_EXECUTE = 0x17
 _CURSOR_TYPES: dict[int, CursorType] = {}
@@ -856,7 +859,7 @@ class _Connection:
         self.max_packet_size = max_packet_size
         self.compression_level = compression_level
         self.compression: str | None = None
-        self.status_flags = ServerStatus(0)
+        self.status_flags = _status_flags(0)
         self.warnings = 0
         self.columns_remaining = 0
         self.column_count = 0
@@ -1579,9 +1582,10 @@ class _Connection:
                 ErrorCode.ER_HANDSHAKE_ERROR,
             )
         self.client_capabilities = asked
-        negotiated = asked & offered if offered is not None else asked
+        # Plain ints: IntFlag operations make new members (two logins per connection).
+        negotiated = int(asked) & int(offered) if offered is not None else int(asked)
         self.capabilities = Capability(negotiated)
-        self._deprecate_eof = bool(negotiated & Capability.CLIENT_DEPRECATE_EOF)
+        self._deprecate_eof = bool(negotiated & _DEPRECATE_EOF)
 
     def _logged_in(self) -> None:
         if self._compression_algorithm() is not None:
@@ -1590,10 +1594,10 @@ class _Connection:
     def _compression_algorithm(self) -> str | None:
         if self.client_capabilities is None:
             return None
-        caps = self.capabilities
-        if caps & Capability.CLIENT_ZSTD_COMPRESSION_ALGORITHM:
+        caps = int(self.capabilities)
+        if caps & _ZSTD_COMPRESSION:
             return "zstd"
-        if caps & Capability.CLIENT_COMPRESS:
+        if caps & _COMPRESS:
             return "zlib"
         return None
 
