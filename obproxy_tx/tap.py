@@ -279,6 +279,7 @@ class ProxyService(MultiService):
         self.config_source = config_source
         self._reactor = reactor
         self._previous_sighup: Any = None
+        self._hurry_installed = False
         self.port: IListeningPort | None = None
         self._exit_on_listen_failure = exit_on_listen_failure
         self._waiting: list[Deferred[IListeningPort]] = []
@@ -366,7 +367,38 @@ class ProxyService(MultiService):
         self.port = None
         self._release_sighup()
         result: Deferred[None] = super().stopService()
+        self._catch_second_stop()
         return result
+
+    def hurry(self) -> None:
+        """
+        Stop draining and close every session now (a second C{SIGTERM} or
+        C{SIGINT} while stopping); with workers, each worker is told so.
+        """
+        drain = getattr(self.manager, "drain", None)
+        if drain is not None:
+            drain.hurry()
+        hurry = getattr(self.manager, "hurry", None)
+        if hurry is not None:
+            hurry()
+
+    def _catch_second_stop(self) -> None:
+        # Only under twistd (a config source): an embedding application owns its signals.
+        if self.config_source is None or self._hurry_installed:
+            return
+        reactor = self._reactor if self._reactor is not None else _default_reactor()
+
+        def second(signum: int, frame: Any) -> None:
+            reactor.callFromThread(self.hurry)
+
+        try:
+            for name in ("SIGTERM", "SIGINT"):
+                number = getattr(signal, name, None)
+                if number is not None:
+                    signal.signal(number, second)
+        except ValueError:  # not the main thread
+            return
+        self._hurry_installed = True
 
     def reload(self) -> ReloadOutcome | None:
         """

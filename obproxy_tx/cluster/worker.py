@@ -17,7 +17,8 @@ it: C{python -c "from obproxy_tx.cluster.worker import main; main()"} with
 The worker serves clients exactly as a one-process proxy does, with its own
 L{SessionManager<obproxy_tx.session.manager.SessionManager>} whose C{cs_id}s
 carry the worker's number. It stops on C{SIGTERM} or C{SIGINT}: it stops
-accepting and drains its sessions (L{obproxy_tx.session.drain}); and by
+accepting and drains its sessions (L{obproxy_tx.session.drain}; a second
+such signal closes them at once); and by
 itself when the parent goes away (the link closes). On C{SIGHUP}, which the
 parent forwards, it reads the configuration again as the parent did at start
 (the spec's C{config_source}, L{obproxy_tx.reload}) and applies it to its
@@ -171,9 +172,11 @@ def run(spec: Dict[str, Any], reactor: Any) -> None:
     _handle_sighup(reactor, manager, spec.get("config_source"))
 
     def stop() -> Any:
-        # Stop accepting (this process's copy of the socket only), then close the sessions.
+        # Stop accepting (this process's copy of the socket only), then drain the sessions.
         stopping = defer.maybeDeferred(port.stopListening)
-        return stopping.addBoth(lambda _: manager.stopService())
+        draining = stopping.addBoth(lambda _: manager.stopService())
+        _hurry_on_second_stop(reactor, manager)
+        return draining
 
     reactor.addSystemEventTrigger("before", "shutdown", stop)
     _log.info(
@@ -211,6 +214,26 @@ def _handle_sighup(reactor: Any, manager: Any, source: Any) -> None:
     signal.signal(hup, handler)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {hup})
+
+
+def _hurry_on_second_stop(reactor: Any, manager: Any) -> None:
+    """
+    While draining, a second C{SIGTERM} (the parent's, when it got a second
+    stop signal itself) or C{SIGINT} closes every session at once.
+    """
+
+    def hurry() -> None:
+        drain = getattr(manager, "drain", None)
+        if drain is not None:
+            drain.hurry()
+
+    def handler(signum: int, frame: Any) -> None:
+        reactor.callFromThread(hurry)
+
+    for name in ("SIGTERM", "SIGINT"):
+        number = getattr(signal, name, None)
+        if number is not None:
+            signal.signal(number, handler)
 
 
 def main() -> None:

@@ -15,7 +15,8 @@ then the session manager drains instead of dropping every client at once:
     session finishes a request) and it is idle outside a transaction, it is
     closed the same way, so a transaction's C{COMMIT} is answered and only
     then the connection goes;
-  - at the deadline (C{graceful_shutdown_timeout} after the start) every
+  - at the deadline (C{graceful_shutdown_timeout} after the start, or at
+    once on a second stop signal, L{Drain.hurry}) every
     statement still running is stopped on its server (C{KILL QUERY} on a
     side connection, as C{KILL QUERY} through the proxy does), and every
     remaining session is closed; an open transaction is rolled back by its
@@ -279,6 +280,19 @@ class Drain:
         waiting: defer.Deferred[DrainTally] = defer.Deferred()
         self._waiting.append(waiting)
         return waiting
+
+    def hurry(self) -> None:
+        """
+        Reach the deadline now (a second stop signal: the operator will not
+        wait): statements are killed and every session is closed.
+        """
+        if self.finished or self.past_deadline:
+            return
+        call, self._deadline_call = self._deadline_call, None
+        if call is not None and call.active():
+            call.cancel()
+        self._log.warn("stopping at once: closing every client session now")
+        self._deadline()
 
     def request_finished(self, session: Any) -> None:
         """

@@ -430,3 +430,30 @@ def test_workers_reload_and_drain(
     assert tags(mariadb) == ["w0-1", "w0-2", "w1-1", "w1-2"]
     assert output.count("drained in") >= 2, output
     print(f"\nworkers: both reloaded; process exited {exited_after:.2f} s after SIGTERM")
+
+
+def test_a_second_sigterm_closes_at_once(
+    processes: List[subprocess.Popen[str]], mariadb: Server, table: str, tmp_path: Path
+) -> None:
+    """
+    With two workers and graceful_shutdown_timeout 60s: a second SIGTERM to
+    the parent while a transaction is open closes everything at once (the
+    transaction is rolled back).
+    """
+    proxy = Proxy(processes, mariadb, tmp_path, extra="graceful_shutdown_timeout: 60s", workers=2)
+    client = proxy.connect(autocommit=True)
+    run(client, "BEGIN")
+    run(client, f"INSERT INTO {table} VALUES ('rolled-back')")
+    signalled = time.monotonic()
+    proxy.process.send_signal(signal.SIGTERM)
+    wait_until(proxy.refuses, "new connections refused", timeout=5)
+    # Let the workers take the first SIGTERM (they then treat a second one as "now").
+    time.sleep(1)
+    proxy.process.send_signal(signal.SIGTERM)
+    output = proxy.exited(timeout=30)
+    exited_after = time.monotonic() - signalled
+    assert exited_after < 15, output
+    assert "stopping at once: closing every client session now" in output, output
+    assert tags(mariadb) == []
+    assert failure_code(lambda: run(client, "COMMIT")) in LOST
+    print(f"\nsecond SIGTERM: process exited {exited_after:.2f} s after the first")

@@ -416,3 +416,23 @@ def test_stop_service_closes_an_open_transaction_at_the_deadline(harness: Harnes
     # The server session quit (its server rolls the transaction back).
     backend = harness.backends[-1]
     assert isinstance(backend.commands[-1], ComQuit)
+
+
+def test_hurry_reaches_the_deadline_now() -> None:
+    manager = _Manager()
+    in_transaction = _Session(manager, 1, in_transaction=True)
+    busy = _Session(manager, 2, active=_Server(5), phase=Phase.RESULT_PENDING)
+    drain = Drain(manager, 30)
+    fired = _done(drain.start())
+    manager.reactor.advance(1)
+    assert not in_transaction.closed
+    drain.hurry()
+    assert drain.past_deadline
+    assert in_transaction.closed and busy.closed and busy.kills == [b"KILL QUERY 5"]
+    in_transaction.gone()
+    busy.gone()
+    busy.kill_answers[0].callback([])
+    assert fired and fired[0].closed_at_deadline == 2
+    # Nothing is left to fire later (the 30s deadline was cancelled).
+    assert not manager.reactor.getDelayedCalls()
+    drain.hurry()
