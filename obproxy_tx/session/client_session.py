@@ -1831,8 +1831,9 @@ class ClientSession(Protocol):
     def _resend_lost(self, ss: ServerSession) -> bool:
         """
         The server session of the current request was lost: send the request
-        again elsewhere when it is a plain read outside a transaction
-        (L{may_resend_lost}) and nothing of its answer reached the client.
+        again elsewhere when it is a plain read or a bare C{BEGIN} outside a
+        transaction (L{may_resend_lost}) and nothing of its answer reached the
+        client.
 
         @return: whether it was sent again (the request goes on).
         """
@@ -1852,8 +1853,8 @@ class ClientSession(Protocol):
             return False
         self.manager.stats.lost_reads_resent += 1
         self._log.info(
-            "client session {cs_id}: {server} closed during a plain read; sending it again "
-            "to another server",
+            "client session {cs_id}: {server} closed during a request that changes nothing "
+            "if run twice; sending it again to another server",
             cs_id=self.cs_id,
             server=ss.server.address,
         )

@@ -18,7 +18,11 @@ situations, each with its own question:
     out and before any of its answer reached the client. ODP never resends
     here. We do for a request that changes nothing when it runs twice: a
     I{plain read} (L{is_plain_read}) outside a transaction, in autocommit, not
-    pinned, not forced to a server. Everything else gets a clear error.
+    pinned, not forced to a server; or a bare C{BEGIN}/C{START TRANSACTION}
+    there (L{only_starts_transaction}): whatever it opened died with the lost
+    session, so the transaction may as well begin on another server (ODP
+    holds C{BEGIN} back for the same effect). Everything else gets a clear
+    error.
   - L{is_plain_read}: the strict classification behind the previous one. A
     statement is a plain read only when the text shows it can have no effect:
     a single C{SELECT} (or C{SHOW}, C{DESCRIBE}, C{EXPLAIN} without
@@ -45,6 +49,7 @@ __all__ = [
     "RequestFacts",
     "is_plain_read",
     "may_resend_lost",
+    "only_starts_transaction",
     "may_retry_refused",
     "refused_before_running",
 ]
@@ -129,8 +134,9 @@ def may_retry_refused(facts: RequestFacts, error_code: int, size_threshold: int)
 def may_resend_lost(facts: RequestFacts, size_threshold: int) -> bool:
     """
     Whether a request whose server session was lost before any of its answer
-    reached the client may be sent again elsewhere: only a plain read outside
-    a transaction in autocommit, which changes nothing if it ran already.
+    reached the client may be sent again elsewhere: only a plain read, or a
+    bare transaction start, outside a transaction in autocommit: it changes
+    nothing that outlives the lost session if it ran already.
 
     @param facts: the request.
     @param size_threshold: C{tunnel_request_size_threshold} in bytes.
@@ -139,8 +145,30 @@ def may_resend_lost(facts: RequestFacts, size_threshold: int) -> bool:
         _movable(facts, size_threshold)
         and facts.autocommit
         and facts.sql is not None
-        and is_plain_read(facts.sql)
+        and (is_plain_read(facts.sql) or only_starts_transaction(facts.sql))
     )
+
+
+_TRANSACTION_START = re.compile(
+    rb"""\s*(?:
+        BEGIN(?:\s+WORK)?
+      | START\s+TRANSACTION
+        (?:\s+(?:READ\s+ONLY|READ\s+WRITE|WITH\s+CONSISTENT\s+SNAPSHOT)
+          (?:\s*,\s*(?:READ\s+ONLY|READ\s+WRITE|WITH\s+CONSISTENT\s+SNAPSHOT))*)?
+    )\s*;?\s*\Z""",
+    re.I | re.X,
+)
+
+
+def only_starts_transaction(sql: bytes) -> bool:
+    """
+    Whether the text is a bare C{BEGIN [WORK]} or C{START TRANSACTION [READ
+    ONLY | READ WRITE | WITH CONSISTENT SNAPSHOT, ...]} (no comments, nothing
+    else), which opens a transaction and changes nothing else.
+
+    @param sql: the statement as the client sent it.
+    """
+    return _TRANSACTION_START.match(sql) is not None
 
 
 # -- the classifier --------------------------------------------------------------------------

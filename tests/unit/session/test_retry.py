@@ -14,6 +14,7 @@ from obproxy_tx.session.retry import (
     is_plain_read,
     may_resend_lost,
     may_retry_refused,
+    only_starts_transaction,
     refused_before_running,
 )
 
@@ -170,3 +171,34 @@ def test_hints_are_comments_but_cannot_hide_code() -> None:
     """An optimizer hint is left out; a "hint" that spans strings hides nothing."""
     assert is_plain_read(b"SELECT /*+ READ_CONSISTENCY(WEAK) */ id FROM t")
     assert not is_plain_read(b"SELECT '/*+', f(1), '*/'")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        b"BEGIN",
+        b"begin work;",
+        b"START TRANSACTION",
+        b"START TRANSACTION READ ONLY",
+        b"start transaction with consistent snapshot, read write",
+    ],
+)
+def test_transaction_starts(sql: bytes) -> None:
+    """A bare transaction start opens nothing that outlives a lost session: resent."""
+    assert only_starts_transaction(sql)
+    assert may_resend_lost(attrs.evolve(READ, sql=sql), 8192)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        b"BEGIN; INSERT INTO t VALUES (1)",
+        b"BEGIN NOT ATOMIC SELECT 1; END",
+        b"/* x */ BEGIN",
+        b"COMMIT",
+    ],
+)
+def test_not_only_transaction_starts(sql: bytes) -> None:
+    """Anything more than a bare transaction start is not resent."""
+    assert not only_starts_transaction(sql)
+    assert not may_resend_lost(attrs.evolve(READ, sql=sql), 8192)

@@ -315,3 +315,16 @@ def test_refusals_everywhere_end_with_the_last_error() -> None:
     assert isinstance(answer[-1], ERRPacket) and answer[-1].error_code == 8002
     total = len(harness.queries("127.0.0.1")) + len(harness.queries("127.0.0.2"))
     assert total == harness.manager.config.connect_observer_max_retries
+
+
+def test_lost_begin_is_sent_again_and_the_transaction_lives_there() -> None:
+    """A bare BEGIN lost mid-request opened nothing that survives: the other server gets it."""
+    harness = Harness({"127.0.0.1": {b"BEGIN": "die"}})
+    harness.login()
+    answer = harness.ask(ComQuery(b"BEGIN"))
+    assert len(answer) == 1 and isinstance(answer[0], OKPacket)
+    assert answer[0].status_flags & ServerStatus.SERVER_STATUS_IN_TRANS
+    answer = harness.ask(ComQuery(b"INSERT INTO ledger VALUES (1)"))
+    assert isinstance(answer[-1], OKPacket)
+    assert harness.queries("127.0.0.2") == [b"BEGIN", b"INSERT INTO ledger VALUES (1)"]
+    assert harness.session.pin_reasons == {"transaction"}
