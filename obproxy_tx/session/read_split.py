@@ -202,12 +202,28 @@ def _wants_replica(client: Any, command: Any, info: Any) -> bool:
     return is_weak_read(query, info, session_consistency(client))
 
 
+def _held(client: Any) -> list[str]:
+    """
+    The servers of the client session's live server sessions, the bound one first: going back
+    to one of them costs no new connection (and keeps its prepared statements).
+    """
+    held = []
+    bound = client.bound
+    if bound is not None:
+        held.append(bound.server.address)
+    for ss in client.pool:
+        if ss.alive:
+            held.append(ss.server.address)
+    return held
+
+
 def route(client: Any, command: Any, info: Any) -> BackendServer:
     """
     Where a client session's request goes in a cluster with replicas (after pins, dependent
-    statements and forced routes, which the caller handles): a usable replica for a weak read
-    (the one it used last, while usable), else a primary (the bound one, else the next in
-    turn).
+    statements and forced routes, which the caller handles): a usable replica for a weak read,
+    else a primary. Among usable replicas and among primaries, one the client session already
+    has a server session to comes first (the bound one, then pooled ones); else replicas are
+    taken in turn and primaries by the manager's turn (L{SessionManager.pick_server}).
 
     @param client: the L{ClientSession<obproxy_tx.session.client_session.ClientSession>}.
     @param command: the request (C{None}: not known, so a primary).
@@ -215,18 +231,32 @@ def route(client: Any, command: Any, info: Any) -> BackendServer:
     """
     cluster = client.cluster
     manager = client.manager
-    bound = client.bound
+    held = _held(client)
     if _wants_replica(client, command, info):
-        replica = manager.replica_monitor.choose(
-            cluster, bound.server.address if bound is not None else None
-        )
+        monitor = manager.replica_monitor
+        replica = None
+        for address in held:
+            replica = _listed(cluster.replicas, address)
+            if replica is not None and monitor.table.usable(address):
+                break
+        else:
+            replica = monitor.choose(cluster)
         if replica is not None:
             manager.stats.replica_reads += 1
             return replica
         manager.stats.replica_reads_on_primary += 1
-    if bound is not None and any(s.address == bound.server.address for s in cluster.servers):
-        return bound.server
+    for address in held:
+        primary = _listed(cluster.servers, address)
+        if primary is not None:
+            return primary
     return manager.pick_server(cluster)
+
+
+def _listed(servers: Any, address: str) -> BackendServer | None:
+    for server in servers:
+        if server.address == address:
+            return server
+    return None
 
 
 #: MySQL's ER_WRONG_VALUE_FOR_VAR, as a server answers a bad value for a variable.

@@ -134,6 +134,7 @@ class _Conn:
 class _ServerSession:
     server: Any
     conn: _Conn = attrs.field(factory=_Conn)
+    alive: bool = True
 
 
 @attrs.define
@@ -188,6 +189,7 @@ class _Client:
     manager: _Manager = attrs.field(factory=_Manager)
     login: Any = attrs.field(factory=lambda: parse_login_name("app", default_cluster="c"))
     bound: Any = None
+    pool: List[Any] = attrs.field(factory=list)
     pin_reasons: frozenset[str] = frozenset()
     read_consistency: str | None = None
     state: _State = attrs.field(factory=_State)
@@ -309,3 +311,36 @@ def test_handle_set_on_oceanbase_clusters() -> None:
     assert handle_set(client, b"SET ob_read_consistency = 'x'") is False
     assert client.read_consistency == STRONG
     assert client.answers == []
+
+
+def test_route_prefers_servers_the_session_already_has() -> None:
+    """
+    A pooled server session's server comes before the turn: a write after a weak read goes
+    back to the primary the client already has, and a weak read to its pooled replica while
+    that one is usable (a dead pooled session does not count).
+    """
+    second_replica = parse_server("127.0.0.1:3317")
+    client = _client(weak_user=True)
+    client.cluster = ClusterConfig(
+        "c",
+        ClusterType.MYSQL,
+        servers=(PRIMARY, OTHER_PRIMARY),
+        users=client.cluster.users,
+        replicas=(REPLICA, second_replica),
+    )
+    table = client.manager.replica_monitor.table
+    table.record(second_replica.address, Verdict(True), 0.0)
+    client.bound = _ServerSession(REPLICA)
+    client.pool = [_ServerSession(OTHER_PRIMARY, alive=False)]
+    assert route(client, *_query(b"DELETE FROM t")) is PRIMARY
+    assert client.manager.picked == [PRIMARY]
+    client.pool = [_ServerSession(OTHER_PRIMARY)]
+    assert route(client, *_query(b"DELETE FROM t")) is OTHER_PRIMARY
+    assert client.manager.picked == [PRIMARY]
+    client.bound = _ServerSession(PRIMARY)
+    client.pool = [_ServerSession(second_replica)]
+    assert {route(client, *_query(b"SELECT 1")) for _ in range(3)} == {second_replica}
+    table.record(second_replica.address, Verdict(False, "lag"), 1.0)
+    assert route(client, *_query(b"SELECT 1")) is REPLICA
+    client.pool = [_ServerSession(REPLICA, alive=False)]
+    assert route(client, *_query(b"SELECT 1")) is REPLICA  # in turn: the only usable one
