@@ -38,10 +38,11 @@ install-python:
 	    --config-settings editable_mode=compat
 
 lint:
-	$(PYTHON) -m ruff check obproxy_tx tests twisted/plugins examples docs
-	$(PYTHON) -m ruff format --check obproxy_tx tests twisted/plugins examples docs/gen_config_reference.py
+	$(PYTHON) -m ruff check obproxy_tx tests twisted/plugins examples docs bench
+	$(PYTHON) -m ruff format --check obproxy_tx tests twisted/plugins examples docs/gen_config_reference.py bench
 	$(PYTHON) -m mypy
 	$(PYTHON) -m mypy $(TYPED_EXTRA)
+	$(PYTHON) -m mypy bench
 	$(PYTHON) -m mypy --explicit-package-bases $(TYPED_TEST_CODE)
 
 # Real servers are required here: a server that cannot start fails the run instead of skipping.

@@ -228,7 +228,7 @@ def prepare(backend: Tuple[str, int], user: str, password: str, database: str) -
     """
     Create C{sbtest1} (sysbench's table) unless it is there.
     """
-    import pymysql
+    import pymysql  # type: ignore[import-untyped, unused-ignore]
 
     conn = pymysql.connect(
         host=backend[0], port=backend[1], user=user, password=password, database=database
@@ -297,7 +297,7 @@ def run_pymysql(
 ) -> Run:
     import random
 
-    import pymysql
+    import pymysql  # type: ignore[import-untyped, unused-ignore]
 
     counts = [0] * threads
     latencies: List[float] = []
@@ -516,7 +516,7 @@ def main() -> int:
                     proxy,
                     args.profile,
                     lambda: measure(
-                        proxy,  # type: ignore[arg-type]
+                        proxy,
                         server_pid,
                         args.driver,
                         credentials,

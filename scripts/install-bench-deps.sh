@@ -16,9 +16,8 @@ PYTHON=${PYTHON:-python3}
 BENCH_PYPY=${BENCH_PYPY:-0}
 VENV=${BENCH_PYPY_VENV:-$HOME/.cache/obproxy_tx/bench-pypy}
 
-have() {
-    command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]
-}
+# shellcheck source=scripts/apt-helper.sh
+. scripts/apt-helper.sh
 
 need=()
 have sysbench || need+=(sysbench)
@@ -31,31 +30,7 @@ if [ "$BENCH_PYPY" = 1 ]; then
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
-    SUDO=()
-    if [ "$(id -u)" != 0 ]; then
-        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-            SUDO=(sudo -n)
-        else
-            echo "install-bench-deps: please install as root: apt-get install ${need[*]}" >&2
-            exit 1
-        fi
-    fi
-    # haproxy's package would start its service; the benchmark starts its own.
-    policy=/usr/sbin/policy-rc.d
-    created_policy=0
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$policy" >/dev/null
-        "${SUDO[@]}" chmod 755 "$policy"
-        created_policy=1
-    fi
-    cleanup() {
-        if [ "$created_policy" = 1 ]; then "${SUDO[@]}" rm -f "$policy"; fi
-    }
-    trap cleanup EXIT
-    echo "install-bench-deps: installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    "${SUDO[@]}" apt-get update -qq
-    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}"
+    apt_install install-bench-deps "${need[@]}"
 else
     echo "install-bench-deps: sysbench, haproxy and the mariadb client are present"
 fi
