@@ -2847,6 +2847,14 @@ class ClientSession(Protocol):
             current = self.cluster
             refused.close = current is None or current.type is ClusterType.OCEANBASE
             raise
+        refusal = self.manager.admit(self, login, cluster, changing=True)
+        if refusal is not None:
+            # The new user is at its cap (user_max_connections): refused like a
+            # wrong password, the old user kept where the server would keep it.
+            current = self.cluster
+            raise _RequestFailedError(
+                refusal, close=current is None or current.type is ClusterType.OCEANBASE
+            )
         self._close_server_sessions()
         self.statements.clear()
         self.state.reset(keep_database=False)

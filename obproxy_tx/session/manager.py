@@ -303,27 +303,37 @@ class SessionManager(Service):
             self._proxy_sessid_bases[(host, port)] = base
         return base | (seq & 0xFFFF)
 
-    def admit(self, session: ClientSession, login: Any, cluster: ClusterConfig) -> ERRPacket | None:
+    def admit(
+        self, session: ClientSession, login: Any, cluster: ClusterConfig, changing: bool = False
+    ) -> ERRPacket | None:
         """
         Check C{client_max_connections} and the per-user caps for a client
         that just proved who it is (L{obproxy_tx.session.limits.admit_client});
-        an admitted one is counted for its user until it closes.
+        an admitted one is counted for its user until it closes or changes user.
 
         @param login: its parsed login name.
         @param cluster: the cluster it logged in to.
-        @return: C{None} when admitted, else the ERR to answer before closing.
+        @param changing: a C{COM_CHANGE_USER} of a session already admitted:
+            only the new user's cap applies (the connection is open already).
+        @return: C{None} when admitted, else the ERR to answer.
         """
         if login.is_proxysys:
+            self.client_counts.remove(session.cs_id)
             return None
         entry = cluster.find_user(login.user, login.tenant)
         cap = entry.max_connections if entry is not None and entry.max_connections else 0
         if not cap:
             cap = self.config.user_max_connections
         user = (cluster.name, login.tenant, login.user)
+        counts = self.client_counts
+        user_sessions = counts.of(user)
+        if counts.admitted.get(session.cs_id) == user:
+            # Changing to the same user: this session is one of them already.
+            user_sessions -= 1
         refusal = admit_client(
-            open_connections=len(self.client_sessions),
+            open_connections=0 if changing else len(self.client_sessions),
             max_connections=self.config.client_max_connections,
-            user_sessions=self.client_counts.of(user),
+            user_sessions=user_sessions,
             user_cap=cap,
             user=login.user,
         )

@@ -31,7 +31,14 @@ from obproxy_tx.session.stats import ProxyStats
 from obproxy_tx.session.timeouts import Watch, query_timeout, session_seconds
 from obproxy_tx.wire.connection import ClientConnection
 from obproxy_tx.wire.errors import LocalProtocolError
-from obproxy_tx.wire.packets import ComQuery, ERRPacket, HandshakeResponse41, HandshakeV10, OKPacket
+from obproxy_tx.wire.packets import (
+    ComChangeUser,
+    ComQuery,
+    ERRPacket,
+    HandshakeResponse41,
+    HandshakeV10,
+    OKPacket,
+)
 from obproxy_tx.wire.scramble import native_password_response
 from tests.unit.session import test_client_session as base
 from tests.unit.session.test_client_session import CLIENT_CAPS, PASSWORD, Harness
@@ -369,6 +376,18 @@ def test_user_entry_max_connections_is_read_and_checked() -> None:
         parse_config(text.replace("max_connections: 3", "max_connections: -1"))
 
 
+def _quiet_after_quit(monkeypatch: pytest.MonkeyPatch) -> None:
+    received = base.FakeBackend.dataReceived
+
+    def quiet_after_quit(self: Any, data: bytes) -> None:
+        # The scripted backend answers every other command, COM_QUIT (a closed
+        # server session's last word) included: no answer once it is closed.
+        with contextlib.suppress(LocalProtocolError):
+            received(self, data)
+
+    monkeypatch.setattr(base.FakeBackend, "dataReceived", quiet_after_quit)
+
+
 def test_query_timeout_answers_1317_kills_and_closes(monkeypatch: pytest.MonkeyPatch) -> None:
     answer = base.FakeBackend._answer
 
@@ -376,16 +395,8 @@ def test_query_timeout_answers_1317_kills_and_closes(monkeypatch: pytest.MonkeyP
         if not query.startswith(b"SELECT hang"):
             answer(self, query)
 
-    received = base.FakeBackend.dataReceived
-
-    def quiet_after_quit(self: Any, data: bytes) -> None:
-        # The scripted backend answers every other command, COM_QUIT (the side
-        # connection's last word) included: no answer once it is closed.
-        with contextlib.suppress(LocalProtocolError):
-            received(self, data)
-
+    _quiet_after_quit(monkeypatch)
     monkeypatch.setattr(base.FakeBackend, "_answer", hang)
-    monkeypatch.setattr(base.FakeBackend, "dataReceived", quiet_after_quit)
     harness = Harness()
     _configure(harness, query_response_timeout=5.0)
     assert isinstance(harness.login(), OKPacket)
@@ -571,3 +582,48 @@ def test_net_read_timeout_sees_a_partial_packet_behind_a_whole_one() -> None:
     harness.reactor.advance(3.1)
     assert harness.transport.disconnecting
     assert harness.manager.stats.client_net_read_timeouts == 1
+
+
+def test_change_user_respects_the_new_users_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    COM_CHANGE_USER to a user at its cap is refused with the cap's 1203 (a
+    MySQL cluster keeps the connection and the old user); changing to the same
+    user does not count the session twice.
+    """
+    _quiet_after_quit(monkeypatch)
+    harness = Harness()
+    cluster = harness.manager.config.clusters[0]
+    bob = attrs.evolve(cluster.users[0], name="bob")
+    _configure(
+        harness,
+        user_max_connections=1,
+        clusters=(attrs.evolve(cluster, users=(*cluster.users, bob)),),
+    )
+    assert isinstance(harness.login(), OKPacket)
+    other = _another_client(harness)
+    other.flush()
+    scramble = other.events[0].auth_plugin_data
+    assert isinstance(_login_as(other, "bob"), OKPacket)
+
+    def change_to(user: str) -> Any:
+        other.send(
+            ComChangeUser(
+                user,
+                native_password_response(PASSWORD, scramble),
+                None,
+                45,
+                "mysql_native_password",
+            )
+        )
+        return other.events.pop(0)
+
+    refused = change_to("app")
+    assert isinstance(refused, ERRPacket) and refused.error_code == 1203
+    assert "max_user_connections" in refused.message
+    assert not other.transport.disconnecting
+    assert isinstance(change_to("bob"), OKPacket)  # the same user again: fine
+    harness.session.connectionLost(Failure(ConnectionDone()))
+    assert isinstance(change_to("app"), OKPacket)
+    # Now bob has no session left: a new bob gets in, another app does not.
+    assert isinstance(_login_as(_another_client(harness), "bob"), OKPacket)
+    assert isinstance(_login_as(_another_client(harness), "app"), ERRPacket)
