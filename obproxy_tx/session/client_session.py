@@ -2693,6 +2693,7 @@ class ClientSession(Protocol):
                 or bound.server.address == self.route_addr
             )
             and bound.versions == self.state.versions
+            and not (self.cluster is not None and self.cluster.replicas)
         ):
             self.bound = None
             bound.machine.activate()

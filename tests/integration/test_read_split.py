@@ -394,3 +394,45 @@ def test_crashed_replica_is_skipped_and_back_after_restart(
         f"restarted in {out['restart']:.1f} s -> back on the replica "
         f"{out['back']['seconds'] * 1000:.0f} ms later"
     )
+
+
+@pytest_twisted.inlineCallbacks
+def test_prepared_statements_follow_the_split(proxy: Proxy, pair: Replication) -> Iterator[Any]:
+    """
+    mysql-connector's server-side prepared statements: a prepared plain read of a weak session
+    executes on the replica (prepared there by the proxy first), a prepared write on the
+    primary, and the same read again on the replica.
+    """
+    import mysql.connector
+
+    def client() -> List[int]:
+        _until(lambda: _usable(proxy, pair), what="replica usable")
+        connection = mysql.connector.connect(
+            host="127.0.0.1",
+            port=proxy.port,
+            user=proxy.user,
+            password=proxy.password,
+            database="test",
+            autocommit=True,
+            ssl_disabled=True,
+            use_pure=True,
+        )
+        try:
+            plain = connection.cursor()
+            plain.execute("SET ob_read_consistency = WEAK")
+            cursor = connection.cursor(prepared=True)
+            seen = []
+            cursor.execute("SELECT @@server_id FROM test.rs WHERE id = ?", (0,))
+            seen.append(int(cursor.fetchone()[0]))
+            cursor.execute("UPDATE test.rs SET note = ? WHERE id = ?", ("prepared", 0))
+            cursor.execute("SELECT @@server_id, ROW_COUNT()")
+            seen.append(int(cursor.fetchone()[0]))
+            cursor.execute("SELECT @@server_id FROM test.rs WHERE id = ?", (0,))
+            seen.append(int(cursor.fetchone()[0]))
+            return seen
+        finally:
+            connection.close()
+
+    seen = yield in_thread(client)
+    # The read, then the dependent ROW_COUNT() where the UPDATE ran, then the read again.
+    assert seen == [REPLICA, PRIMARY, REPLICA]
