@@ -18,75 +18,43 @@ import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Iterator, List
 
-import pymysql
 import pytest
 import pytest_twisted
 from twisted.internet import reactor, threads
 from twisted.internet.task import deferLater
 
+from tests.integration.ha_cluster import NAMES, ROWS, direct, ha_instances
 from tests.proxy_fixtures import Proxy, start_proxy_for, stop_proxy
 from tests.testbed import REPO_ROOT, Server
-from tests.testbed.instances import kill_instance, restart_instance, start_instance, stop_instance
+from tests.testbed.instances import kill_instance, restart_instance
 
 pytestmark = pytest.mark.integration
 
-NAMES = ("ledger1", "ledger2", "ledger3")
+__all__ = ["ha_instances"]  # the fixture, imported for pytest
+
 #: The one killed and restarted.
 VICTIM = "ledger2"
-ROWS = 1000
 THREADS = 32
 #: Seconds of traffic; the kill comes KILL_AT seconds in.
 SECONDS = 14.0
 KILL_AT = 4.0
 
 
-def _direct(server: Server, **kwargs: Any) -> Any:
-    admin = server.accounts["admin"]
-    return pymysql.connect(
-        host=server.host,
-        port=server.port,
-        user=admin.user,
-        password=admin.password,
-        database=server.database,
-        autocommit=True,
-        **kwargs,
-    )
-
-
-def _prepare(server: Server) -> None:
-    with _direct(server) as connection, connection.cursor() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS ledger")
-        cursor.execute(
-            "CREATE TABLE ledger (id BIGINT PRIMARY KEY, client INT NOT NULL, "
-            "kind VARCHAR(16) NOT NULL, amount INT NOT NULL) ENGINE=InnoDB"
-        )
-        cursor.execute("DROP TABLE IF EXISTS sbtest")
-        cursor.execute("CREATE TABLE sbtest (id INT PRIMARY KEY, c VARCHAR(32) NOT NULL)")
-        cursor.executemany(
-            "INSERT INTO sbtest VALUES (%s, %s)", [(i, f"row-{i}") for i in range(1, ROWS + 1)]
-        )
-
-
 def _ledger_ids(server: Server) -> List[int]:
-    with _direct(server) as connection, connection.cursor() as cursor:
+    with direct(server) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT id FROM ledger")
         return [int(row[0]) for row in cursor.fetchall()]
 
 
-@pytest.fixture(scope="module")
-def instances() -> Iterator[Dict[str, Server]]:
-    """Three MariaDB instances with a fresh ledger and sbtest table each."""
-    # One after the other: mariadb-install-db runs of the same moment collide on /tmp.
-    servers = {name: start_instance(name) for name in NAMES}
-    with ThreadPoolExecutor(len(NAMES)) as pool:
-        list(pool.map(_prepare, servers.values()))
-    yield servers
-    for name, server in servers.items():
-        if server.started_here:
-            stop_instance(name)
+@pytest.fixture
+def instances(ha_instances: Dict[str, Server]) -> Dict[str, Server]:
+    """The three instances, their ledgers emptied."""
+    for server in ha_instances.values():
+        with direct(server) as connection, connection.cursor() as cursor:
+            cursor.execute("DELETE FROM ledger")
+    return ha_instances
 
 
 @pytest.fixture
