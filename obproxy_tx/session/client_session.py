@@ -43,6 +43,7 @@ from obproxy_tx.admin import access
 from obproxy_tx.admin.interfaces import AdminContext, AdminError, Privilege
 from obproxy_tx.admin.registry import BAD_INTERNAL_CMD, Recognised
 from obproxy_tx.config import BackendServer, ClusterConfig, ClusterType, LoginMode, parse_server
+from obproxy_tx.ha.congestion import means_unavailable
 from obproxy_tx.logs import Logger
 from obproxy_tx.session.fastwrite import no_delay, write_now
 from obproxy_tx.session.limits import ServerBusyError
@@ -166,6 +167,12 @@ _BACKEND_KEPT = ~int(
 #: were parsed under (clients log in under few names); cleared when it is full.
 _LOGIN_NAMES: dict[str, tuple[Any, LoginName, ClusterConfig | None]] = {}
 _LOGIN_NAMES_KEPT = 1024
+# As plain ints for each greeting (IntFlag operations make new members).
+_PROXY_CAPS = int(PROXY_CAPABILITIES)
+_REQUIRED_CAPS = int(_REQUIRED)
+_MULTI_STATEMENTS = int(Capability.CLIENT_MULTI_STATEMENTS)
+_CURSOR_EXISTS = int(ServerStatus.SERVER_STATUS_CURSOR_EXISTS)
+
 #: The status flags a local OK keeps from the bound server session's last answer.
 _STATUS_KEPT = ~int(
     ServerStatus.SERVER_MORE_RESULTS_EXISTS
@@ -704,7 +711,7 @@ class ClientSession(Protocol):
             return
         config = self.manager.config
         if learned is not None:
-            caps = (learned.capabilities & PROXY_CAPABILITIES) | _REQUIRED
+            caps = (int(learned.capabilities) & _PROXY_CAPS) | _REQUIRED_CAPS
             version = config.mysql_version or learned.server_version
             charset = learned.character_set
         else:
@@ -883,6 +890,13 @@ class ClientSession(Protocol):
         if self._idle_timer is not None and self._wait_timeout() != self._idle_timeout:
             self._watch_idle()
         self._follow_query_timeout()
+        # A pending net timer was armed for the old net_read/net_write_timeout.
+        watch = self._net_read
+        if watch is not None and watch.armed:
+            self._rearm(watch, self._net_read_timeout(), self._net_read_fired)
+        watch = self._net_write
+        if watch is not None and watch.armed:
+            self._rearm(watch, self._net_write_timeout(), self._net_write_fired)
 
     def _idle_timer_fired(self) -> None:
         self._idle_timer = None
@@ -918,6 +932,11 @@ class ClientSession(Protocol):
     def _arm(self, watch: Any, delay: float, fired: Any) -> None:
         watch.armed = True
         watch.timer = self.manager.reactor.callLater(max(delay, 0.0), fired)
+
+    def _rearm(self, watch: Any, timeout: float, fired: Any) -> None:
+        # For a changed timeout: what is left of it since the watched thing last moved.
+        watch.cancel()
+        self._arm(watch, watch.since + timeout - self.manager.reactor.seconds(), fired)
 
     def _watch_net_read(self) -> None:
         """
@@ -1353,7 +1372,7 @@ class ClientSession(Protocol):
         self.login, self.cluster = login, cluster
         self._stage1, self._verifier = stage1, verifier
         self._client_answer = answer
-        self._multi_statements = bool(self.conn.capabilities & Capability.CLIENT_MULTI_STATEMENTS)
+        self._multi_statements = bool(int(self.conn.capabilities) & _MULTI_STATEMENTS)
         if database:
             self.state.set_database(database)
         try:
@@ -1488,6 +1507,8 @@ class ClientSession(Protocol):
         candidates = [server]
         if failover:
             others = [s for s in cluster.servers if s.address != server.address]
+            # Healthy servers first: the next attempt avoids congested ones (obproxy_tx.ha).
+            others = self.manager.health.order(cluster.name, others)
             candidates.extend(
                 others[: max(0, self.manager.config.connect_observer_max_retries - 1)]
             )
@@ -1502,6 +1523,13 @@ class ClientSession(Protocol):
             try:
                 ss = await self.manager.connect_server_session(self, candidate, login)
             except BackendError as refused:
+                if candidate is not candidates[-1] and means_unavailable(
+                    refused.packet.error_code
+                ):
+                    # "Cannot serve now" (shutting down, starting, too many connections):
+                    # nothing ran, the next server may take the login, as ODP moves on.
+                    problems.append(f"{candidate.address}: {refused}")
+                    continue
                 raise _RequestFailedError(refused.packet, close=self.login is None) from None
             except ServerBusyError as exc:  # server_max_connections: none free in time
                 problems.append(f"{candidate.address}: {exc}")
@@ -2000,10 +2028,9 @@ class ClientSession(Protocol):
             ss.alive
             and ss.machine.is_idle
             and not conn.in_transaction
-            and not conn.status_flags & ServerStatus.SERVER_STATUS_CURSOR_EXISTS
+            and not int(conn.status_flags) & _CURSOR_EXISTS
             and response is not None
-            and ss.multi_statements
-            == bool(response.capabilities & Capability.CLIENT_MULTI_STATEMENTS)
+            and ss.multi_statements == bool(int(response.capabilities) & _MULTI_STATEMENTS)
         )
 
     def _attach(self, ss: ServerSession) -> None:

@@ -25,7 +25,7 @@ import pytest
 import pytest_twisted
 
 from tests.proxy_fixtures import in_thread, start_proxy, start_proxy_for, stop_proxy_later
-from tests.testbed.clients import ClientError, mariadb_cli
+from tests.testbed.clients import ClientError, connector_query, mariadb_cli
 
 pytestmark = pytest.mark.integration
 
@@ -58,8 +58,8 @@ def _closed_by_peer(sock: socket.socket, wait: float) -> bool:
 def test_client_max_connections_is_odps_1203_at_login(mariadb: Any) -> Iterator[Any]:
     """
     With two client connections open, a third gets ERR 1203 "Too many sessions"
-    (PyMySQL, the mariadb CLI); the local admin still gets in; once one closes,
-    a new client is served.
+    (PyMySQL, the mariadb CLI, mysql-connector); the local admin still gets in;
+    once one closes, a new client is served.
     """
     proxy = start_proxy(mariadb, extra="client_max_connections: 2")
 
@@ -71,6 +71,17 @@ def test_client_max_connections_is_odps_1203_at_login(mariadb: Any) -> Iterator[
             mariadb_cli("127.0.0.1", proxy.port, proxy.user, proxy.password, "SELECT 1")
         except ClientError as error:
             out["cli"] = (error.error_code, error.output)
+        try:
+            connector_query(
+                "127.0.0.1",
+                proxy.port,
+                proxy.user,
+                proxy.password,
+                ["SELECT 1"],
+                use_pure=True,
+            )
+        except ClientError as error:
+            out["connector"] = (error.error_code, error.output)
         admin = pymysql.connect(host="127.0.0.1", port=proxy.port, user="root@proxysys")
         with admin.cursor() as cursor:
             cursor.execute("SHOW PROXYSTAT LIKE 'client_connections_refused'")
@@ -89,7 +100,8 @@ def test_client_max_connections_is_odps_1203_at_login(mariadb: Any) -> Iterator[
         yield stop_proxy_later(proxy)
     assert out["pymysql"] == (1203, "Too many sessions")
     assert out["cli"][0] == 1203 and "Too many sessions" in out["cli"][1]
-    assert int(out["refused"][0][1]) == 2
+    assert out["connector"][0] == 1203 and "Too many sessions" in out["connector"][1]
+    assert int(out["refused"][0][1]) == 3
     assert out["after"] == "served"
 
 

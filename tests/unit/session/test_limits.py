@@ -627,3 +627,21 @@ def test_change_user_respects_the_new_users_cap(monkeypatch: pytest.MonkeyPatch)
     # Now bob has no session left: a new bob gets in, another app does not.
     assert isinstance(_login_as(_another_client(harness), "bob"), OKPacket)
     assert isinstance(_login_as(_another_client(harness), "app"), ERRPacket)
+
+
+def test_a_changed_net_read_timeout_reaches_a_pending_timer() -> None:
+    """
+    The session's net_read_timeout learnt while a partial packet is already
+    watched (the proxy reads a SET's value back after answering it) applies
+    to that packet.
+    """
+    harness = Harness()
+    _configure(harness, net_read_timeout=30.0)
+    assert isinstance(harness.login(), OKPacket)
+    packet = harness.client.send(ComQuery(b"SELECT 1"))
+    harness.session.dataReceived(packet[:6])
+    harness.reactor.advance(0.5)
+    harness.session.state.set_sys_vars([("net_read_timeout", "1")])
+    harness.session.follow_wait_timeout()
+    harness.reactor.advance(0.6)
+    assert harness.transport.disconnecting
