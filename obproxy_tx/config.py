@@ -635,6 +635,74 @@ _ITEM_LIST = [
         minimum=1,
         maximum=5,
     ),
+    # -- congestion and health checks (obproxy_tx/ha/congestion.py, obproxy_tx/ha/health.py) --
+    _item(
+        "enable_congestion",
+        _K.BOOL,
+        True,
+        "new server sessions avoid servers that failed congestion_failure_threshold times "
+        "within congestion_fail_window, or failed the active check",
+    ),
+    _item(
+        "congestion_failure_threshold",
+        _K.INT,
+        5,
+        "connect failures (or refusals such as 1053, 1040, 8001) within "
+        "congestion_fail_window that mark a server dead (or alive-congested); 0: never",
+        minimum=0,
+    ),
+    _item(
+        "congestion_fail_window",
+        _K.DURATION,
+        120.0,
+        "the window in which congestion_failure_threshold failures are counted",
+        minimum=0.001,
+    ),
+    _item(
+        "congestion_retry_interval",
+        _K.DURATION,
+        20.0,
+        "how long after its last failure a congested server gets one trial connection",
+        minimum=0.001,
+    ),
+    _item(
+        "min_keep_congestion_interval",
+        _K.DURATION,
+        20.0,
+        "how long a congested server stays avoided at least, even if it answers sooner",
+        minimum=0,
+    ),
+    _item(
+        "server_detect_mode",
+        _K.INT,
+        0,
+        "active health checks of the clusters' servers: 0 off, 1 servers in use or failing, "
+        "2 every server (a connection and its greeting; a login and COM_PING as metadata_user "
+        "when it is set)",
+        minimum=0,
+        maximum=2,
+    ),
+    _item(
+        "server_detect_refresh_interval",
+        _K.DURATION,
+        1.0,
+        "how often the active health check runs",
+        minimum=0.01,
+    ),
+    _item(
+        "server_detect_fail_threshold",
+        _K.INT,
+        3,
+        "failed active checks in a row that take a server out until a check succeeds",
+        minimum=1,
+    ),
+    _item(
+        "detect_server_timeout",
+        _K.DURATION,
+        2.0,
+        "how long one active check may take before it counts as failed",
+        minimum=0.001,
+    ),
     # -- safe retries (obproxy_tx/session/retry.py) --
     _item(
         "tunnel_request_size_threshold",
@@ -1184,6 +1252,15 @@ class ProxyConfig:
     observer_query_timeout_delta: float = _item_field("observer_query_timeout_delta")
     default_inactivity_timeout: float = _item_field("default_inactivity_timeout")
     connect_observer_max_retries: int = _item_field("connect_observer_max_retries")
+    enable_congestion: bool = _item_field("enable_congestion")
+    congestion_failure_threshold: int = _item_field("congestion_failure_threshold")
+    congestion_fail_window: float = _item_field("congestion_fail_window")
+    congestion_retry_interval: float = _item_field("congestion_retry_interval")
+    min_keep_congestion_interval: float = _item_field("min_keep_congestion_interval")
+    server_detect_mode: int = _item_field("server_detect_mode")
+    server_detect_refresh_interval: float = _item_field("server_detect_refresh_interval")
+    server_detect_fail_threshold: int = _item_field("server_detect_fail_threshold")
+    detect_server_timeout: float = _item_field("detect_server_timeout")
     tunnel_request_size_threshold: int = _item_field("tunnel_request_size_threshold")
     retry_lost_reads: bool = _item_field("retry_lost_reads")
     user_max_connections: int = _item_field("user_max_connections")

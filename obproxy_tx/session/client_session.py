@@ -1523,9 +1523,7 @@ class ClientSession(Protocol):
             try:
                 ss = await self.manager.connect_server_session(self, candidate, login)
             except BackendError as refused:
-                if candidate is not candidates[-1] and means_unavailable(
-                    refused.packet.error_code
-                ):
+                if candidate is not candidates[-1] and means_unavailable(refused.packet.error_code):
                     # "Cannot serve now" (shutting down, starting, too many connections):
                     # nothing ran, the next server may take the login, as ODP moves on.
                     problems.append(f"{candidate.address}: {refused}")

@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 from obproxy_tx import logs
 from obproxy_tx.admin.registry import CommandRegistry
 from obproxy_tx.config import ITEMS, BackendServer, ClusterConfig, ProxyConfig
+from obproxy_tx.ha.health import Health
 from obproxy_tx.ha.replicas import ReplicaMonitor
 from obproxy_tx.logs import Logger
 from obproxy_tx.session.client_session import ClientSession
@@ -155,6 +156,9 @@ class SessionManager(Service):
             reactor, lambda: self.config, self.session_pool.close_idle, self.stats
         )
         self.session_pool.wanted = self.server_slots.wanted
+        # Which servers new server sessions avoid (congestion control, active checks).
+        self.health = Health(reactor, lambda: self.config, self.stats)
+        self.health.known(config.clusters)
         # Admitted client sessions per user (the per-user caps).
         self.client_counts = ClientCounts()
         self.greetings: dict[str, HandshakeV10] = {}
@@ -180,6 +184,7 @@ class SessionManager(Service):
         if self.config.clusters:
             self.cluster_greeting(self.config.default_cluster)
         self.replica_monitor.start()
+        self.health.checker.start()
         for cluster in self.config.clusters:
             if cluster.learn_users:
                 directory = self._user_directory(cluster)
@@ -206,6 +211,7 @@ class SessionManager(Service):
         if drain is None:
             self.session_pool.close()
             self.replica_monitor.stop()
+            self.health.checker.stop()
             super().stopService()
             drain = self.drain = Drain(self, self.config.graceful_shutdown_timeout)
             done = drain.start()
@@ -372,16 +378,22 @@ class SessionManager(Service):
     def pick_server(self, cluster: ClusterConfig) -> BackendServer:
         """
         The server for a client session's next new server session: the
-        cluster's servers in turn, so sessions spread across them.
+        cluster's servers in turn, so sessions spread across them, skipping
+        congested ones (L{obproxy_tx.ha.congestion}); when all are congested,
+        the one that failed longest ago (never refuse without trying).
 
         @raise LookupError: the cluster has no servers.
         """
-        if not cluster.servers:
+        servers = cluster.servers
+        if not servers:
             raise LookupError(f"cluster {cluster.name!r} has no servers")
         counter = self._next_server.get(cluster.name)
         if counter is None:
             counter = self._next_server[cluster.name] = itertools.count()
-        return cluster.servers[next(counter) % len(cluster.servers)]
+        start = next(counter) % len(servers)
+        if len(servers) == 1:
+            return servers[0]
+        return self.health.order(cluster.name, [*servers[start:], *servers[:start]])[0]
 
     def cluster_greeting(self, cluster: ClusterConfig) -> defer.Deferred[HandshakeV10 | None]:
         """
@@ -512,27 +524,44 @@ class SessionManager(Service):
             on_lost=None if side else client.server_session_lost,
         )
         session.slot = slot
+        # Congestion control hears of every outcome (a congested server's trial is claimed).
+        health, cluster_name = self.health, client.cluster.name if client.cluster else ""
+        health.trying(cluster_name, server.address)
         connecting = connect_session(self.reactor, server, session)
         connecting.addTimeout(self.config.short_async_task_timeout, self.reactor)
         try:
             await connecting
-        except Exception:
+        except Exception as exc:
             # Never connected: no connectionLost will give the slot back.
             session.slot = None
             slot.release()
             session.machine.close()
             self.stats.server_connect_failures += 1
+            health.connect_failed(cluster_name, server.address, _why(exc))
             raise
         logging_in = session.logged_in
         logging_in.addTimeout(self.config.short_async_task_timeout, self.reactor)
         try:
             await logging_in
-        except Exception:
+        except Exception as exc:
             session.abort()
             self.stats.server_connect_failures += 1
+            packet = getattr(exc, "packet", None)
+            if packet is None:
+                health.connect_failed(cluster_name, server.address, _why(exc))
+            else:  # an ERR: counted only when it says the server cannot serve now
+                health.refused(cluster_name, server.address, packet.error_code, packet.message)
             raise
+        health.connected(cluster_name, server.address)
         self.stats.server_connects += 1
         cluster = client.cluster
         if cluster is not None and cluster.name not in self.greetings and session.greeting:
             self.greetings[cluster.name] = session.greeting
         return session
+
+
+def _why(exc: BaseException) -> str:
+    # What a connect failure was, for the congestion log line.
+    if isinstance(exc, defer.TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__

@@ -108,6 +108,9 @@ class ProxyStats:
         replica was usable.
     @ivar replica_state_changes: replicas taken out of or put back into the
         read/write split by the replica monitor.
+    @ivar servers_congested: times a server became congested (dead, alive or
+        detect congestion), so new server sessions avoided it.
+    @ivar servers_recovered: times a congested server was freed again.
     """
 
     client_connections: int = 0
@@ -141,6 +144,8 @@ class ProxyStats:
     replica_reads: int = 0
     replica_reads_on_primary: int = 0
     replica_state_changes: int = 0
+    servers_congested: int = 0
+    servers_recovered: int = 0
 
     def rows(self) -> List[Tuple[str, int]]:
         """
