@@ -144,6 +144,8 @@ def _args(base: Path, port: int, init_file: Path | None) -> List[str]:
         f"--socket={base / 'mysqld.sock'}",
         f"--pid-file={base / 'mysqld.pid'}",
         f"--log-error={base / 'error.log'}",
+        # its own temporary directory: instances started at the same moment must not collide
+        f"--tmpdir={base / 'tmp'}",
         "--bind-address=127.0.0.1",
         f"--port={port}",
         "--skip-name-resolve",
@@ -212,8 +214,11 @@ def _fresh(name: str, base: Path) -> Server:
     if base.exists():
         shutil.rmtree(base)
     base.mkdir(parents=True)
+    (base / "tmp").mkdir()
     user_args: List[str] = ["--user=root"] if os.geteuid() == 0 else []
     install_log = base / "install.log"
+    # mariadb-install-db's bootstrap server writes temporary files too: keep them apart
+    env = dict(os.environ, TMPDIR=str(base / "tmp"))
     with open(install_log, "wb") as out:
         result = subprocess.run(
             [
@@ -230,6 +235,7 @@ def _fresh(name: str, base: Path) -> Server:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=base,
+            env=env,
             check=False,
         )
     if result.returncode != 0:
