@@ -122,6 +122,10 @@ LoginKey = Tuple[str, str, int, int, int, bool]
 SharedKey = Tuple[str, LoginKey]
 
 
+# A plain int: IntFlag operations make new members (twice per connection here).
+_NOT_CONNECT_WITH_DB = ~int(Capability.CLIENT_CONNECT_WITH_DB)
+
+
 def login_key(cluster: str, login: BackendLogin) -> LoginKey | None:
     """
     The L{LoginKey} of server sessions logged in with C{login}, or C{None}
@@ -139,7 +143,7 @@ def login_key(cluster: str, login: BackendLogin) -> LoginKey | None:
     return (
         cluster,
         login.username,
-        int(login.capabilities & ~Capability.CLIENT_CONNECT_WITH_DB),
+        int(login.capabilities) & _NOT_CONNECT_WITH_DB,
         login.character_set,
         login.max_packet_size,
         login.connect_attrs is not None,

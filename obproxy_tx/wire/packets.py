@@ -277,16 +277,16 @@ class HandshakeV10:
             _U16.pack(caps & 0xFFFF),
             _HANDSHAKE_CAPS.pack(self.character_set, int(self.status_flags), (caps >> 16) & 0xFFFF),
         ]
-        if caps & Capability.CLIENT_PLUGIN_AUTH:
+        if caps & _PLUGIN_AUTH:
             parts.append(bytes((len(data) + 1,)))
         else:
             parts.append(b"\x00")
         parts.append(b"\x00" * 6)
         parts.append(_U32.pack((caps >> 32) & 0xFFFFFFFF))
-        if caps & Capability.CLIENT_SECURE_CONNECTION:
+        if caps & _SECURE_CONNECTION:
             part2 = data[8:] + b"\x00"
             parts.append(part2.ljust(13, b"\x00"))
-        if caps & Capability.CLIENT_PLUGIN_AUTH:
+        if caps & _PLUGIN_AUTH:
             parts.append(_raw(self.auth_plugin_name))
             parts.append(b"\x00")
         return b"".join(parts)
