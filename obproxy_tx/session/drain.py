@@ -136,16 +136,18 @@ def view_of(session: Any) -> SessionView:
     Idle means the conversation with the client waits for its next command
     (any other phase: a command is being answered, or the login is not
     done), no server session serves a request, and no pipelined command
-    waits to be read.
+    waits to be read. In a transaction means the last answer left one open
+    and a server session of the client is still alive to finish it.
     """
     conn = session.conn
     logged_in = session.login is not None and conn.phase not in _LOGIN_PHASES
     idle = conn.phase is Phase.COMMAND_IDLE and session.active is None and not conn.has_buffered()
-    return SessionView(
-        logged_in=logged_in,
-        idle=idle,
-        in_transaction="transaction" in session.pin_reasons,
+    # A transaction whose server session is gone is over (its server rolled it back):
+    # nothing to wait for; the client learns it on its next command, or from the close.
+    in_transaction = "transaction" in session.pin_reasons and any(
+        ss.alive for ss in session.server_sessions
     )
+    return SessionView(logged_in=logged_in, idle=idle, in_transaction=in_transaction)
 
 
 _LOGIN_PHASES = frozenset(

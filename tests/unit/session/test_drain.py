@@ -131,6 +131,7 @@ class _Session:
         self.pin_reasons = (
             frozenset(["transaction"]) if state.get("in_transaction") else frozenset()
         )
+        self.server_sessions = [_Server(9)]
         self.transport = _Transport()
         self.closed = False
         self.kills: list[bytes] = []
@@ -436,3 +437,23 @@ def test_hurry_reaches_the_deadline_now() -> None:
     # Nothing is left to fire later (the 30s deadline was cancelled).
     assert not manager.reactor.getDelayedCalls()
     drain.hurry()
+
+
+def test_a_transaction_whose_server_session_died_is_not_waited_for() -> None:
+    manager = _Manager()
+    session = _Session(manager, 1, in_transaction=True)
+    session.server_sessions[0].alive = False
+    Drain(manager, 30).start()
+    assert session.closed and session.shutdown_packets() == 1
+
+
+def test_a_transaction_on_a_real_session_whose_backend_died(harness: Harness) -> None:
+    harness.send(ComQuery(b"BEGIN"))
+    harness.send(ComQuery(b"INSERT INTO t VALUES (1)"))
+    assert "transaction" in harness.session.pin_reasons
+    harness.pumps[-1].serverIO.loseConnection()
+    for pump in harness.pumps:
+        pump.flush()
+    assert not any(ss.alive for ss in harness.session.server_sessions)
+    harness.manager.stopService()
+    assert harness.transport.disconnecting
