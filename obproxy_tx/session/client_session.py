@@ -78,6 +78,7 @@ from obproxy_tx.wire.constants import (
     Capability,
     ColumnFlag,
     ColumnType,
+    CursorType,
     ServerStatus,
     SessionTrackType,
 )
@@ -334,6 +335,13 @@ _SURVIVABLE_KINDS = frozenset(
         FullKind.DELETE,
         FullKind.REPLACE,
     )
+)
+
+#: The flags of a COM_STMT_EXECUTE that opens a cursor.
+_CURSOR_FLAGS = int(
+    CursorType.CURSOR_TYPE_READ_ONLY
+    | CursorType.CURSOR_TYPE_FOR_UPDATE
+    | CursorType.CURSOR_TYPE_SCROLLABLE
 )
 
 _PROXYSYS_COMMANDS = frozenset((ComQuery, ComPing, ComQuit, ComProcessKill))
@@ -1812,10 +1820,25 @@ class ClientSession(Protocol):
     def _request_facts(self, ss: ServerSession) -> RequestFacts | None:
         """
         What the retry rules need to know about the current request, or C{None}
-        when it is no C{COM_QUERY} (other commands are never sent again).
+        when it is neither a C{COM_QUERY} nor a C{COM_STMT_EXECUTE} (other
+        commands are never sent again).
         """
         command = self._request_command
         info = self._request_info
+        if command.__class__ is ComStmtExecute:
+            statement = self._statement_for_server_id(ss, command.statement_id)
+            if statement is None:
+                return None
+            return RequestFacts(
+                # An execute that opens a cursor is tied to its server (fetches follow).
+                kind="fetch" if int(command.flags) & _CURSOR_FLAGS else "execute",
+                size=len(command.raw_parameters or b""),
+                in_transaction=self._in_transaction,
+                autocommit=ss.conn.autocommit,
+                pinned=bool(self.pin_reasons),
+                route_forced=self.route_addr is not None,
+                sql=bytes(statement.sql),
+            )
         if command is None or command.__class__ is not ComQuery or info is None:
             return None
         return RequestFacts(
@@ -1884,7 +1907,7 @@ class ClientSession(Protocol):
             cs_id=self.cs_id,
             server=ss.server.address,
         )
-        self._run(self._send_again(self._request_command, self._request_info, target))
+        self._run(self._send_again(ss, self._request_command, self._request_info, target))
         return True
 
     def _retry_refused(self, ss: ServerSession, answer: bytes) -> bool:
@@ -1927,11 +1950,33 @@ class ClientSession(Protocol):
         # The ERR never reaches the client, which still waits for the answer's first packet.
         self.conn._relayed(Phase.RESULT_PENDING, 1, -1, 0)
         ss.close(quit=True)
-        self._run(self._send_again(command, self._request_info, target))
+        self._run(self._send_again(ss, command, self._request_info, target))
         return True
 
-    async def _send_again(self, command: Any, info: Any, server: BackendServer) -> None:
+    async def _send_again(
+        self, old: ServerSession, command: Any, info: Any, server: BackendServer
+    ) -> None:
+        """
+        Send the current request again, to C{server} (or the next one that can
+        be connected): a C{COM_QUERY} as it is; a C{COM_STMT_EXECUTE} for the
+        client's statement, prepared there first when that server never saw it.
+        """
+        statement = None
+        if command.__class__ is ComStmtExecute:
+            # The command holds the old server's statement id: find the client's statement.
+            statement = self._statement_for_server_id(old, command.statement_id)
+            if statement is None:
+                raise _RequestFailedError(self._lost_error(old, "during the query"), close=True)
         ss = await self._acquire(server, failover=True)
+        if statement is not None:
+            server_id = await self._ensure_prepared(ss, statement)
+            raw = command.raw_parameters or b""
+            if statement.statement_id not in ss.typed and statement.param_types is not None:
+                raw = with_bound_types(raw, statement.param_count, statement.param_types)
+            ss.typed.add(statement.statement_id)
+            command = ComStmtExecute(
+                server_id, command.flags, command.iteration_count, (), True, raw
+            )
         self._start(ss, command, info)
 
     def _survives_lost_request(self, ss: ServerSession) -> bool:
@@ -1942,16 +1987,21 @@ class ClientSession(Protocol):
         state the proxy tracks. Otherwise the client is disconnected, as ODP does.
         """
         command = self._request_command
-        if (
-            command is None
-            or command.__class__ is not ComQuery
-            or self._in_transaction
-            or self.pin_reasons
-            or not ss.conn.autocommit
-        ):
+        if command is None or self._in_transaction or self.pin_reasons or not ss.conn.autocommit:
+            return False
+        if command.__class__ is ComStmtExecute:
+            if int(command.flags) & _CURSOR_FLAGS:
+                return False
+            statement = self._statement_for_server_id(ss, command.statement_id)
+            if statement is None:
+                return False
+            sql = bytes(statement.sql)
+        elif command.__class__ is ComQuery:
+            sql = command.query
+        else:
             return False
         # The full classification (not the routing summary): only on this rare path.
-        info = classify_fully(command.query)
+        info = classify_fully(sql)
         return (
             info.kind in _SURVIVABLE_KINDS
             and not info.multi_statement

@@ -205,3 +205,76 @@ def test_write_running_on_a_dying_server_is_reported_not_resent(
     assert out["rows"] == 0
     assert proxy.manager.stats.lost_requests_reported == 1
     assert proxy.manager.stats.lost_reads_resent == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_prepared_statements_lost_mid_execute(
+    ha_instances: Dict[str, Server], proxy: Proxy
+) -> Iterator[Any]:
+    """
+    The same with Connector/Python's binary protocol: a prepared plain read running when its
+    server dies is prepared again on another server and executed there; a prepared INSERT
+    running then gets 1158 "may or may not have run", is not sent again, and the connection
+    goes on.
+    """
+    native = ha_instances[NAMES[0]].accounts["native"]
+    for server in ha_instances.values():
+        with direct(server) as connection, connection.cursor() as cursor:
+            cursor.execute("CREATE OR REPLACE TABLE fo_ps (id INT PRIMARY KEY, s INT)")
+
+    def run() -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
+        connection = mysql.connector.connect(
+            host="127.0.0.1",
+            port=proxy.port,
+            user=native.user,
+            password=native.password,
+            database="test",
+            use_pure=True,
+            autocommit=True,
+        )
+        killed = []
+        try:
+            prepared = connection.cursor(prepared=True)
+            prepared.execute("SELECT @@port, ? + SLEEP(1)", (1,))
+            port = int(prepared.fetchall()[0][0])
+            killed.append(_name_of(ha_instances, port))
+            killer = _kill_later(killed[-1], 0.4)
+            prepared.execute("SELECT @@port, ? + SLEEP(1)", (2,))
+            out["read"] = prepared.fetchall()[0]
+            killer.join()
+            out["read_port"] = port
+            restart_instance(killed.pop())
+            writer = connection.cursor(prepared=True)
+            writer.execute("SELECT @@port")
+            port = int(writer.fetchall()[0][0])
+            killed.append(_name_of(ha_instances, port))
+            killer = _kill_later(killed[-1], 0.4)
+            with pytest.raises(mysql.connector.Error) as caught:
+                writer.execute("INSERT INTO fo_ps VALUES (?, SLEEP(1))", (1,))
+            killer.join()
+            out["error"] = (caught.value.errno, caught.value.msg)
+            prepared.execute("SELECT @@port, ? + 0", (3,))
+            out["after"] = prepared.fetchall()[0]
+        finally:
+            connection.close()
+            for name in killed:
+                restart_instance(name)
+        rows = 0
+        for server in ha_instances.values():
+            with direct(server) as direct_connection, direct_connection.cursor() as cursor:
+                cursor.execute("SELECT COUNT(*) FROM fo_ps")
+                rows += int(cursor.fetchone()[0])
+                cursor.execute("DROP TABLE fo_ps")
+        out["rows"] = rows
+        return out
+
+    out = yield threads.deferToThread(run)
+    assert int(out["read"][0]) != out["read_port"]
+    assert int(out["read"][1]) == 2
+    assert out["error"][0] == 1158
+    assert "may or may not have run" in out["error"][1]
+    assert int(out["after"][1]) == 3
+    assert out["rows"] == 0
+    assert proxy.manager.stats.lost_reads_resent == 1
+    assert proxy.manager.stats.lost_requests_reported == 1
