@@ -1,7 +1,7 @@
 """
 Graceful drain and configuration reload end to end: C{twistd -n obproxy -c
 conf.yaml} in a subprocess in front of real MariaDB, real clients (PyMySQL,
-mysql-connector), real signals.
+mysql-connector, the C{mariadb} CLI), real signals.
 
   - C{SIGTERM} while one client is inside a transaction, one runs
     C{SELECT SLEEP(2)} and one is idle: new connections are refused at once,
@@ -36,6 +36,7 @@ import pymysql  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
 from obproxy_tx.session.ids import ClientSessionIdLayout
+from tests.integration.admin_cli import _command, _environment
 from tests.integration.test_twistd import free_port, spawn, twistd_command, wait_for_port
 from tests.proxy_fixtures import verifier
 from tests.testbed import Server
@@ -234,6 +235,18 @@ def test_sigterm_drains(
         database=mariadb.database,
         use_pure=True,
     )
+    cli = subprocess.Popen(
+        _command("127.0.0.1", proxy.port, native.user, mariadb.database, ["-B", "--unbuffered"]),
+        env=_environment(native.password),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert cli.stdin is not None and cli.stdout is not None
+    cli.stdin.write("SELECT 'before';\n")
+    cli.stdin.flush()
+    assert [cli.stdout.readline(), cli.stdout.readline()] == ["before\n", "before\n"]
     sleeper = proxy.connect(autocommit=True)
     slept: Dict[str, Any] = {}
 
@@ -266,6 +279,10 @@ def test_sigterm_drains(
         failure_code(lambda: idle_connector.cmd_query("SELECT 1")),
     ]
     assert all(code in LOST for code in idle_codes), idle_codes
+    cli_out, cli_err = cli.communicate("SELECT 'after';\n", timeout=30)
+    assert cli.returncode == 1 and "after" not in cli_out, (cli_out, cli_err)
+    cli_error = cli_err.strip().splitlines()[-1]
+    assert re.match(r"ERROR (1053|2013|2006)", cli_error), cli_err
 
     # The transaction goes on and commits.
     run(in_tx, f"INSERT INTO {table} VALUES ('tx-2')")
@@ -284,7 +301,7 @@ def test_sigterm_drains(
     assert "drained in" in output
     print(
         f"\ndrain: new connections refused {refused_after * 1000:.0f} ms after SIGTERM; "
-        f"idle clients got {idle_codes}; SELECT SLEEP(2) answered "
+        f"idle clients got {idle_codes}, the mariadb CLI {cli_error!r}; SELECT SLEEP(2) answered "
         f"{(slept['at'] - signalled) * 1000:.0f} ms after it; process exited after "
         f"{exited_after:.2f} s"
     )
