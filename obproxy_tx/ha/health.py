@@ -26,7 +26,12 @@ from twisted.internet.endpoints import clientFromString, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
-from obproxy_tx.ha.congestion import CongestionTable, follow_config, means_unavailable
+from obproxy_tx.ha.congestion import (
+    CongestionTable,
+    follow_config,
+    format_time,
+    means_unavailable,
+)
 from obproxy_tx.logs import Logger
 from obproxy_tx.wire.connection import ClientConnection
 from obproxy_tx.wire.constants import Capability
@@ -334,12 +339,15 @@ class Health:
             why=why,
         )
 
-    def snapshot(self, cluster: str | None = None) -> List[Dict[str, Any]]:
+    def snapshot(self, cluster: str | None = None, raw_times: bool = False) -> List[Dict[str, Any]]:
         """
-        The entries as SHOW PROXYCONGESTION rows (dicts by column name, in ODP's order).
-        """
-        from obproxy_tx.ha.congestion import format_time
+        The entries as SHOW PROXYCONGESTION rows: dicts by column name, in ODP's order, plus
+        C{congested}.
 
+        @param cluster: only this cluster's servers.
+        @param raw_times: times as seconds (C{0}: never) instead of their text.
+        """
+        show: Callable[[float], Any] = (lambda t: t) if raw_times else format_time
         window = self._config().congestion_fail_window
         now = self._now()
         rows = []
@@ -355,18 +363,18 @@ class Health:
                     "cr_version": 0,
                     "server_state": e.server_state,
                     "alive_congested": int(e.alive_congested),
-                    "last_alive_congested": format_time(e.last_alive_congested),
+                    "last_alive_congested": show(e.last_alive_congested),
                     "dead_congested": int(e.dead_congested),
-                    "last_dead_congested": format_time(e.last_dead_congested),
+                    "last_dead_congested": show(e.last_dead_congested),
                     "stat_alive_failures": e.stat_alive_failures,
                     "stat_conn_failures": e.stat_conn_failures,
-                    "conn_last_fail_time": format_time(e.conn_last_fail_time),
+                    "conn_last_fail_time": show(e.conn_last_fail_time),
                     "conn_failure_events": conn_events,
-                    "alive_last_fail_time": format_time(e.alive_last_fail_time),
+                    "alive_last_fail_time": show(e.alive_last_fail_time),
                     "alive_failure_events": alive_events,
                     "ref_count": 0,
                     "detect_congested": int(e.detect_congested),
-                    "last_detect_congested": format_time(e.last_detect_congested),
+                    "last_detect_congested": show(e.last_detect_congested),
                     "congested": e.congested,
                 }
             )
