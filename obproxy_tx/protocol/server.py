@@ -1157,7 +1157,7 @@ class MySQLServerFactory(Factory):
         if connection_ids is None:
             counter = itertools.count(1)
             connection_ids = lambda: next(counter)  # noqa: E731
-        self._connection_ids = connection_ids
+        self._connection_ids: Callable[[], int] = connection_ids
 
     @property
     def rsa_key(self) -> _RSAKey | None:

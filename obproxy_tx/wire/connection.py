@@ -1158,7 +1158,8 @@ class _Connection:
         cls = event.__class__
         # The hot path: relaying a row.
         if cls is RowData and self._phase is self._row_phase and not self._omitted_eof:
-            return self._framer.frame(event.payload)
+            row: bytes = self._framer.frame(event.payload)
+            return row
         if (
             cls is ComQuery
             and self._phase is Phase.COMMAND_IDLE
@@ -1172,7 +1173,8 @@ class _Connection:
             self.column_count = 0
             self.columns = []
             self._phase = Phase.RESULT_PENDING
-            return self._framer.frame(b"\x03" + event.query)
+            query: bytes = self._framer.frame(b"\x03" + event.query)
+            return query
         if (
             cls is ComStmtExecute
             and event.raw_parameters is not None
@@ -1184,7 +1186,8 @@ class _Connection:
             # An execute relayed with its parameters undecoded, without the tables.
             self._command(event, cls)
             self._phase = Phase.RESULT_PENDING
-            return self._framer.frame(event.encode(self.capabilities))
+            execute: bytes = self._framer.frame(event.encode(self.capabilities))
+            return execute
         payload = self._checked_payload(event, cls)
         if payload is None:
             return b""
@@ -1380,7 +1383,8 @@ class _Connection:
         caps = self.capabilities
         if phase in (Phase.CONNECT, Phase.HANDSHAKE_SENT):
             caps |= Capability.CLIENT_PROTOCOL_41
-        return self._framer.frame(packet.encode(caps))
+        error: bytes = self._framer.frame(packet.encode(caps))
+        return error
 
     def tls_started(self) -> None:
         """
