@@ -65,9 +65,15 @@ _SHUTDOWN_SQLSTATE = "08S01"
 """Its SQLSTATE: a communication link failure (the connection is going)."""
 
 SWEEP_INTERVAL = 0.1
-"""Seconds between two looks at every session while draining: what no request
-end reports (a session still logging in, one whose server session died) is
-found this way, and so is the moment the last session is gone."""
+"""Seconds between two looks at whether any client session is left (a count,
+so the process exits soon after the last one closed)."""
+
+FULL_SWEEP_EVERY = 10
+"""Every this many of those looks, every remaining session is looked at too:
+what no request end reports (a session still logging in, one whose server
+session died) is found this way. Only sessions still waited for remain, so
+this costs little, but it is not done every tick: thousands of sessions in
+long transactions would make it a busy loop."""
 
 KILL_WAIT = 2.0
 """Seconds the deadline waits for its C{KILL QUERY}s before closing anyway."""
@@ -237,6 +243,7 @@ class Drain:
         self.finished = False
         self._view = view
         self._interval = sweep_interval
+        self._ticks = 0
         self._started_at = 0.0
         self._waiting: list[defer.Deferred[DrainTally]] = []
         self._sweep_call: IDelayedCall | None = None
@@ -318,8 +325,10 @@ class Drain:
         self._sweep_call = None
         if self.finished:
             return
-        for session in list(self.manager.client_sessions.values()):
-            self._look(session)
+        if self._ticks % FULL_SWEEP_EVERY == 0:
+            for session in list(self.manager.client_sessions.values()):
+                self._look(session)
+        self._ticks += 1
         if self._check_done():
             return
         self._sweep_call = self.reactor.callLater(self._interval, self._sweep)
