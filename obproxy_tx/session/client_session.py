@@ -1675,6 +1675,10 @@ class ClientSession(Protocol):
                     raise _RequestFailedError(
                         self._lost_error(ss, "while syncing the session"), close=True
                     ) from None
+                if self.route_addr is None:
+                    # Nothing of the request went out: the next server may take it.
+                    server = self._other_server(ss.server) or server
+                    key = (server.address, key[1])
                 continue
             return ss
         raise AssertionError("unreachable")  # pragma: no cover

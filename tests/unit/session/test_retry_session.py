@@ -328,3 +328,23 @@ def test_lost_begin_is_sent_again_and_the_transaction_lives_there() -> None:
     assert isinstance(answer[-1], OKPacket)
     assert harness.queries("127.0.0.2") == [b"BEGIN", b"INSERT INTO ledger VALUES (1)"]
     assert harness.session.pin_reasons == {"transaction"}
+
+
+def test_server_session_lost_while_syncing_moves_to_the_next_server() -> None:
+    """
+    A new server session that dies while being synced (before the request went out) is
+    replaced on the next server, where the session's state is synced and the request runs.
+    """
+    harness = Harness({"127.0.0.2": {b"SET @v": "die"}})
+    harness.login()
+    harness.ask(ComQuery(b"SET @v = 5"))
+    (first,) = [b for b in harness.backends if b.queries]
+    assert first.host == "127.0.0.1"
+    first.transport.loseConnection()
+    harness.flush()
+    assert harness.session.bound is None
+    answer = harness.ask(ComQuery(b"SELECT host FROM t"))
+    assert _rows(answer) == [b"\x09127.0.0.1"]
+    assert harness.queries("127.0.0.2") == [b"SET @v = 5"]
+    assert harness.queries("127.0.0.1")[-2:] == [b"SET @v = 5", b"SELECT host FROM t"]
+    assert not harness.closed
