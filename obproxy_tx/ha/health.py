@@ -37,7 +37,7 @@ from obproxy_tx.wire.connection import ClientConnection
 from obproxy_tx.wire.constants import Capability
 from obproxy_tx.wire.packets import HandshakeV10
 
-__all__ = ["Health", "HealthChecker", "probe_server"]
+__all__ = ["Health", "HealthChecker", "drop_sessions_to", "probe_server"]
 
 _log = Logger()
 
@@ -208,15 +208,24 @@ class Health:
     @ivar checker: the active checker.
     """
 
-    def __init__(self, reactor: Any, config: Callable[[], Any], stats: Any = None) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        config: Callable[[], Any],
+        stats: Any = None,
+        server_down: Callable[[str], Any] | None = None,
+    ) -> None:
         """
         @param config: the current proxy configuration.
         @param stats: the proxy's counters (C{servers_congested}, C{servers_recovered}), or
             C{None}.
+        @param server_down: called with a server's address when the active checker finds it
+            down (L{drop_sessions_to}), or C{None}.
         """
         self.reactor = reactor
         self._config = config
         self._stats = stats
+        self._server_down = server_down
         self.table = CongestionTable(follow_config(config))
         self.checker = HealthChecker(reactor, config, self)
         self._used: Set[Tuple[str, str]] = set()
@@ -245,6 +254,12 @@ class Health:
         C{servers} in the order to try them (usable first; see L{CongestionTable.order}).
         """
         return self.table.order(cluster, servers, self._now(), _address)
+
+    def avoided(self, cluster: str, address: str) -> bool:
+        """
+        Whether new server sessions should avoid C{address} now (L{CongestionTable.avoided}).
+        """
+        return self.table.avoided(cluster, address, self._now())
 
     def trying(self, cluster: str, address: str) -> None:
         """
@@ -304,6 +319,8 @@ class Health:
                 f"{self._config().server_detect_fail_threshold} active checks failed in a row, "
                 f"the last: {why}",
             )
+            if self._server_down is not None:
+                self._server_down(address)
         else:
             _log.debug(
                 "cluster {cluster}: health check of {server} failed: {why}",
@@ -379,3 +396,31 @@ class Health:
                 }
             )
         return rows
+
+
+def drop_sessions_to(manager: Any, address: str) -> int:
+    """
+    Abort every server session to C{address} (the active checker found the server down, as
+    ODP closes its connections to a server detected dead): the shared pool's idle ones, and
+    the client sessions' own. A client session then sees its server session lost: replaced
+    transparently when idle outside a transaction, a clear error otherwise (the server hangs
+    or is gone, so its answer would never come anyway).
+
+    @param manager: the L{obproxy_tx.session.manager.SessionManager}.
+    @return: how many were aborted.
+    """
+    dropped = 0
+    while manager.session_pool.close_idle(address):
+        dropped += 1
+    for client in list(manager.client_sessions.values()):
+        for ss in client.server_sessions:
+            if ss.server.address == address:
+                ss.abort()
+                dropped += 1
+    if dropped:
+        _log.info(
+            "server {server} is down: aborted {count} server sessions to it",
+            server=address,
+            count=dropped,
+        )
+    return dropped

@@ -1426,8 +1426,12 @@ class ClientSession(Protocol):
             shared = self.manager.session_pool
             key = login_key(cluster.name, self._backend_login())
             database = self.state.database
+            health = self.manager.health
             for server in cluster.servers:
-                if shared.has_idle(server.address, key, database):
+                # A pooled session to a congested server may hang or be dead: not that one.
+                if shared.has_idle(server.address, key, database) and not health.avoided(
+                    cluster.name, server.address
+                ):
                     return server
         return self.manager.pick_server(cluster)
 

@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 from obproxy_tx import logs
 from obproxy_tx.admin.registry import CommandRegistry
 from obproxy_tx.config import ITEMS, BackendServer, ClusterConfig, ProxyConfig
-from obproxy_tx.ha.health import Health
+from obproxy_tx.ha.health import Health, drop_sessions_to
 from obproxy_tx.ha.replicas import ReplicaMonitor
 from obproxy_tx.logs import Logger
 from obproxy_tx.session.client_session import ClientSession
@@ -157,7 +157,12 @@ class SessionManager(Service):
         )
         self.session_pool.wanted = self.server_slots.wanted
         # Which servers new server sessions avoid (congestion control, active checks).
-        self.health = Health(reactor, lambda: self.config, self.stats)
+        self.health = Health(
+            reactor,
+            lambda: self.config,
+            self.stats,
+            server_down=lambda address: drop_sessions_to(self, address),
+        )
         self.health.known(config.clusters)
         # Admitted client sessions per user (the per-user caps).
         self.client_counts = ClientCounts()

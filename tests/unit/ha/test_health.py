@@ -12,7 +12,7 @@ from twisted.internet import defer, task
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from obproxy_tx.config import parse_config
-from obproxy_tx.ha.health import Health, probe_server
+from obproxy_tx.ha.health import Health, drop_sessions_to, probe_server
 from obproxy_tx.session.manager import SessionManager
 from obproxy_tx.session.stats import ProxyStats
 from obproxy_tx.wire.constants import Capability, ServerStatus
@@ -216,3 +216,55 @@ def test_greeting_probe_in_memory() -> None:
     assert not alive and "no greeting" in why
     alive, why = _probe(b"")
     assert not alive and "2 s" in why
+
+
+class _SS:
+    def __init__(self, address: str) -> None:
+        self.server = type("S", (), {"address": address})()
+        self.aborted = False
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class _Pool:
+    def __init__(self, idle: List[str]) -> None:
+        self.idle = idle
+
+    def close_idle(self, address: str) -> bool:
+        if address in self.idle:
+            self.idle.remove(address)
+            return True
+        return False
+
+
+def test_detect_dead_drops_sessions_to_that_server_only() -> None:
+    """
+    When the checker takes a server out, the shared pool's idle sessions to it are closed and
+    the client sessions' own are aborted (their loss is then handled as any lost session);
+    sessions to other servers stay.
+    """
+    mine, other = _SS(B), _SS(A)
+    client = type("CS", (), {"server_sessions": [mine, other]})()
+    manager = type("M", (), {})()
+    manager.session_pool = _Pool([B, B, A])
+    manager.client_sessions = {1: client}
+    clock, h, probes, _ = health("server_detect_mode: 2\nserver_detect_fail_threshold: 1")
+    h._server_down = lambda address: drop_sessions_to(manager, address)
+    probes.alive[B] = False
+    h.checker.start()
+    clock.advance(0)
+    assert mine.aborted and not other.aborted
+    assert manager.session_pool.idle == [A]
+    assert drop_sessions_to(manager, C) == 0
+
+
+def test_login_server_skips_pooled_session_of_congested_server() -> None:
+    """
+    Health.avoided is what the login path consults before taking a pooled session.
+    """
+    clock, h, _, _ = health("congestion_failure_threshold: 1\ncongestion_retry_interval: 5s")
+    h.connect_failed("cl", B, "refused")
+    assert h.avoided("cl", B) and not h.avoided("cl", A)
+    clock.advance(5)
+    assert not h.avoided("cl", B)  # its trial is due
