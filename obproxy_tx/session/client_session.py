@@ -1796,6 +1796,9 @@ class ClientSession(Protocol):
                         # gets a new server session, synced as after an idle loss.
                         self._request_info = self._request_command = None
                         self._busy = False
+                        if self.manager.drain is not None:
+                            # The request ended here: a draining proxy may close the client.
+                            self.manager.drain.request_finished(self)
                         self._process()
                         return
                     self._send(self._lost_error(ss, "during the query"))

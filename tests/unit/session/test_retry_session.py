@@ -348,3 +348,14 @@ def test_server_session_lost_while_syncing_moves_to_the_next_server() -> None:
     assert harness.queries("127.0.0.2") == [b"SET @v = 5"]
     assert harness.queries("127.0.0.1")[-2:] == [b"SET @v = 5", b"SELECT host FROM t"]
     assert not harness.closed
+
+
+def test_lost_multi_statement_disconnects() -> None:
+    """Several statements in one request: which of them ran is unknown; the client is closed."""
+    harness = Harness({"127.0.0.1": {b"INSERT": "die"}})
+    harness.login()
+    answer = harness.ask(ComQuery(b"INSERT INTO ledger VALUES (1); INSERT INTO ledger VALUES (2)"))
+    assert isinstance(answer[-1], ERRPacket)
+    assert "may or may not" not in answer[-1].message
+    assert harness.closed
+    assert harness.queries("127.0.0.2") == []
