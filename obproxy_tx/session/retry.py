@@ -8,12 +8,15 @@ situations, each with its own question:
   - L{refused_before_running}: the server answered the request with an error
     that means "this server cannot serve now, the statement did not run"
     (OceanBase's server-initializing / stopping / tenant-not-here / connect
-    errors, as ODP retries them; MariaDB's server shutdown in progress). ODP
-    retries such a request on the next server only when it is the first
-    statement of a transaction (or an autocommit one), fully buffered (not a
-    "large request", C{tunnel_request_size_threshold}), not LOAD DATA, not a
-    cursor fetch, and without C{@obproxy_route_addr}; so do we
-    (L{RequestFacts}, L{may_retry_refused}).
+    errors, which an observer sends instead of running the request; ODP
+    retries them). ODP retries such a request on the next server only when it
+    is the first statement of a transaction (or an autocommit one), fully
+    buffered (not a "large request", C{tunnel_request_size_threshold}), not
+    LOAD DATA, not a cursor fetch, and without C{@obproxy_route_addr}; so do
+    we (L{RequestFacts}, L{may_retry_refused}). MariaDB's 1053 (server
+    shutdown in progress) is different: the server sends it to a statement it
+    interrupts, which may have changed a non-transactional table part way, so
+    it is retried only for a request that would also be resent when lost.
   - L{may_resend_lost}: the server session was lost after the request went
     out and before any of its answer reached the client. ODP never resends
     here. We do for a request that changes nothing when it runs twice: a
@@ -46,6 +49,7 @@ import attrs
 
 __all__ = [
     "CANNOT_SERVE_CODES",
+    "SHUTDOWN_CODES",
     "RequestFacts",
     "is_plain_read",
     "may_resend_lost",
@@ -55,13 +59,17 @@ __all__ = [
 ]
 
 #: Error codes that mean the server refused the request without running it
-#: because it cannot serve now. OceanBase: server initializing (8001), server
+#: because it cannot serve now (OceanBase): server initializing (8001), server
 #: stopping (8002), tenant not in server (5150), connect error (4124), session
 #: entry exists (4661), all retried by ODP at login and on requests
-#: (odp-reference.md section 10); MariaDB/MySQL: 1053 server shutdown in
-#: progress, which the server sends instead of running a statement once its
-#: shutdown has begun.
-CANNOT_SERVE_CODES: FrozenSet[int] = frozenset({8001, 8002, 5150, 4124, 4661, 1053})
+#: (odp-reference.md section 10).
+CANNOT_SERVE_CODES: FrozenSet[int] = frozenset({8001, 8002, 5150, 4124, 4661})
+
+#: Error codes that mean the server is going away and interrupted the request,
+#: which may have run in part (MariaDB/MySQL 1053, server shutdown in
+#: progress): another server may take the request only if running it twice
+#: changes nothing.
+SHUTDOWN_CODES: FrozenSet[int] = frozenset({1053})
 
 
 def refused_before_running(error_code: int) -> bool:
@@ -122,12 +130,15 @@ def may_retry_refused(facts: RequestFacts, error_code: int, size_threshold: int)
     Whether a request whose whole answer was an ERR with C{error_code} may be
     sent to another server (ODP's rule: not answered usefully, the first
     statement of a transaction or an autocommit one, fully buffered, not LOAD
-    DATA or a cursor fetch, no forced route).
+    DATA or a cursor fetch, no forced route; for a L{SHUTDOWN_CODES} error,
+    only what L{may_resend_lost} allows).
 
     @param facts: the request.
     @param error_code: the code of the ERR that was the whole answer.
     @param size_threshold: C{tunnel_request_size_threshold} in bytes.
     """
+    if error_code in SHUTDOWN_CODES:
+        return may_resend_lost(facts, size_threshold)
     return refused_before_running(error_code) and _movable(facts, size_threshold)
 
 

@@ -125,19 +125,30 @@ WRITE = attrs.evolve(READ, sql=b"INSERT INTO t VALUES (1)")
 
 
 def test_cannot_serve_codes() -> None:
-    """ODP's retried OceanBase codes and MariaDB's shutdown mean "did not run"; others do not."""
-    for code in (8001, 8002, 5150, 4124, 4661, 1053):
+    """ODP's retried OceanBase codes mean "did not run"; others (MariaDB's shutdown) do not."""
+    for code in (8001, 8002, 5150, 4124, 4661):
         assert refused_before_running(code)
         assert code in CANNOT_SERVE_CODES
-    for code in (1062, 1213, 1205, 1064, 1146, 2013, 1158):
+    for code in (1053, 1062, 1213, 1205, 1064, 1146, 2013, 1158):
         assert not refused_before_running(code)
 
 
 def test_refused_write_is_retried_outside_a_transaction() -> None:
     """A write refused before it ran moves on, as ODP moves the first statement of a transaction."""
     assert may_retry_refused(WRITE, 8002, 8192)
-    assert may_retry_refused(READ, 1053, 8192)
+    assert may_retry_refused(READ, 8001, 8192)
     assert not may_retry_refused(WRITE, 1062, 8192)
+
+
+def test_shutdown_interrupts_so_only_plain_reads_move() -> None:
+    """
+    MariaDB's 1053 interrupts a statement that may have changed a non-transactional table part
+    way: a plain read (or a bare BEGIN) moves, a write does not.
+    """
+    assert may_retry_refused(READ, 1053, 8192)
+    assert may_retry_refused(attrs.evolve(READ, sql=b"BEGIN"), 1053, 8192)
+    assert not may_retry_refused(WRITE, 1053, 8192)
+    assert not may_retry_refused(attrs.evolve(READ, in_transaction=True), 1053, 8192)
 
 
 @pytest.mark.parametrize(

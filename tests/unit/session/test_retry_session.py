@@ -359,3 +359,19 @@ def test_lost_multi_statement_disconnects() -> None:
     assert "may or may not" not in answer[-1].message
     assert harness.closed
     assert harness.queries("127.0.0.2") == []
+
+
+def test_shutdown_error_moves_a_read_but_not_a_write() -> None:
+    """MariaDB's 1053 may follow part of a write: the read moves, the write's error stays."""
+    harness = Harness({"127.0.0.1": {b"INSERT": 1053, b"SELECT host": 1053}})
+    harness.login()
+    answer = harness.ask(ComQuery(b"SELECT host FROM t"))
+    assert _rows(answer) == [b"\x09127.0.0.2"]
+    # The next new server session goes to the first server again (in turn).
+    harness.session.bound.close(quit=True)
+    harness.flush()
+    answer = harness.ask(ComQuery(b"INSERT INTO ledger VALUES (1)"))
+    assert isinstance(answer[-1], ERRPacket) and answer[-1].error_code == 1053
+    assert harness.queries("127.0.0.1")[-1] == b"INSERT INTO ledger VALUES (1)"
+    assert not any(q.startswith(b"INSERT") for q in harness.queries("127.0.0.2"))
+    assert harness.manager.stats.refused_requests_retried == 1
