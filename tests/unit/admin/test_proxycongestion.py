@@ -145,3 +145,34 @@ def test_workers_merge() -> None:
     assert merged["stat_conn_failures"] == 6 and merged["stat_alive_failures"] == 2
     assert merged["conn_last_fail_time"] == 60.0 and merged["alive_last_fail_time"] == 61.0
     assert merged["server_state"] == "DETECT_ALIVE"
+
+
+def test_through_the_worker_channel() -> None:
+    """
+    Each worker's rows travel as JSON (LocalSessions.list_rows, what the channel calls) and
+    the node's answer merges them: B congested by one worker, counts of both summed.
+    """
+    import json
+
+    from twisted.internet.testing import MemoryReactorClock
+
+    from obproxy_tx.cluster.local import LocalSessions
+    from obproxy_tx.session.manager import SessionManager
+
+    config = StandInManager().config
+    workers = [SessionManager(config, reactor=MemoryReactorClock()) for _ in range(2)]
+    workers[0].health.connect_failed("one", B, "refused")
+    workers[1].health.connect_failed("one", A, "refused")
+    workers[1].health.connect_failed("one", A, "refused")
+    caller = {"cs_id": 1, "login": None}
+    match = CongestionQuery(True, "one")
+    rows: list = []
+    for worker in workers:
+        answer: list = []
+        LocalSessions(worker).list_rows(
+            caller, "SHOW PROXYCONGESTION", SHOW.match_args(match), "worker"
+        ).addCallback(answer.append)
+        rows.extend(json.loads(json.dumps(answer[0])))
+    merged = {r[4]: dict(zip(ODP_COLUMNS, r)) for r in SHOW._answer(rows, match).rows}
+    assert merged[B]["dead_congested"] == 1 and merged[B]["stat_conn_failures"] == 1
+    assert merged[A]["dead_congested"] == 1 and merged[A]["stat_conn_failures"] == 2
