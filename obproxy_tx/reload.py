@@ -22,7 +22,6 @@ import os
 from typing import Any, Tuple
 
 import attrs
-from twisted.logger import Logger
 
 from obproxy_tx.config import (
     ITEMS,
@@ -32,6 +31,7 @@ from obproxy_tx.config import (
     check_config,
     load_config,
 )
+from obproxy_tx.logs import Logger
 
 __all__ = ["ConfigSource", "ReloadOutcome", "reload_config", "reloadable"]
 

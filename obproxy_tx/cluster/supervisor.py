@@ -53,6 +53,7 @@ from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
+from obproxy_tx import logs
 from obproxy_tx.cluster.protocol import SCOPE_WORKER, ChannelProtocol
 from obproxy_tx.cluster.router import LinkMember, NodeRequests, PeerMember, Router, call_timeout
 from obproxy_tx.cluster.worker import LINK_FD, LISTEN_FD
@@ -262,6 +263,8 @@ class WorkerSupervisor(Service):
         @param new_config: the checked configuration, restart-only items as running.
         """
         self.config = new_config
+        # The parent's own log level (its log is where the workers' lines go too).
+        logs.apply_config(new_config)
         for process in list(self.processes.values()):
             _signal(process, "HUP")
 

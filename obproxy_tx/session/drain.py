@@ -35,10 +35,10 @@ from typing import Any, Callable
 import attrs
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from obproxy_tx.config import ITEMS
+from obproxy_tx.logs import Logger
 from obproxy_tx.wire.connection import Phase
 from obproxy_tx.wire.constants import Capability
 from obproxy_tx.wire.packets import ERRPacket

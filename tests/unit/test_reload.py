@@ -18,7 +18,7 @@ import pytest
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, globalLogPublisher
 
-from obproxy_tx import config_store, tap
+from obproxy_tx import config_store, logs, tap
 from obproxy_tx.cluster import worker
 from obproxy_tx.cluster.supervisor import WorkerSupervisor
 from obproxy_tx.config import parse_config
@@ -210,8 +210,15 @@ def test_the_parent_forwards_a_reload_to_every_worker(tmp_path: Path) -> None:
     assert signal.SIGHUP not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
     path.write_text(
         path.read_text().replace("client_max_connections: 100", "client_max_connections: 3")
+        + "syslog_level: ERROR\n"
     )
-    outcome = reload_config(supervisor, source)
+    level = logs.current_level()
+    try:
+        outcome = reload_config(supervisor, source)
+        # The parent's own log level follows.
+        assert logs.current_level() is LogLevel.error
+    finally:
+        logs.set_level(level)
     assert outcome.error is None
     assert supervisor.config.client_max_connections == 3
     assert [spawned["transport"].signals for spawned in reactor.spawned] == [["HUP"], ["HUP"]]
