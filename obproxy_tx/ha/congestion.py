@@ -30,7 +30,19 @@ from __future__ import annotations
 
 import collections
 import time
-from typing import Any, Callable, Deque, Dict, FrozenSet, Iterable, List, Sequence, Tuple, TypeVar
+from typing import (
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    FrozenSet,
+    Iterable,
+    List,
+    Sequence,
+    Set,
+    Tuple,
+    TypeVar,
+)
 
 import attrs
 
@@ -194,6 +206,28 @@ def _expire(events: Deque[float], oldest: float) -> None:
 _MAX_EVENTS = 1024
 
 _S = TypeVar("_S")
+_R = TypeVar("_R")
+
+
+def _tracks(
+    report: Callable[[CongestionTable, str, str, float], _R],
+) -> Callable[[CongestionTable, str, str, float], _R]:
+    """
+    Keep L{CongestionTable.has_congestion} current after a report about one server.
+    """
+
+    def tracked(table: CongestionTable, cluster: str, server: str, now: float) -> _R:
+        result = report(table, cluster, server, now)
+        entry = table._entries.get((cluster, server))
+        if entry is not None and entry.congested:
+            table._congested.add((cluster, server))
+        else:
+            table._congested.discard((cluster, server))
+        return result
+
+    tracked.__name__ = report.__name__
+    tracked.__doc__ = report.__doc__
+    return tracked
 
 
 class CongestionTable:
@@ -208,6 +242,14 @@ class CongestionTable:
         """
         self._config = config
         self._entries: Dict[Tuple[str, str], CongestionEntry] = {}
+        self._congested: Set[Tuple[str, str]] = set()
+
+    @property
+    def has_congestion(self) -> bool:
+        """
+        Whether any server is congested (while none is, the decisions have nothing to do).
+        """
+        return bool(self._congested)
 
     # -- lookups ----------------------------------------------------------------------------
 
@@ -239,6 +281,7 @@ class CongestionTable:
 
     # -- reports ----------------------------------------------------------------------------
 
+    @_tracks
     def connect_failed(self, cluster: str, server: str, now: float) -> bool:
         """
         A connection to C{server} failed (refused, timed out, lost before the login ended).
@@ -260,6 +303,7 @@ class CongestionTable:
             return True
         return False
 
+    @_tracks
     def alive_failed(self, cluster: str, server: str, now: float) -> bool:
         """
         C{server} answered but refused to serve (L{means_unavailable}).
@@ -280,6 +324,7 @@ class CongestionTable:
             return True
         return False
 
+    @_tracks
     def succeeded(self, cluster: str, server: str, now: float) -> bool:
         """
         A server session to C{server} logged in (ODP's C{check_and_set_alive}).
@@ -309,6 +354,7 @@ class CongestionTable:
             return not entry.detect_congested
         return False
 
+    @_tracks
     def detect_failed(self, cluster: str, server: str, now: float) -> bool:
         """
         An active check of C{server} failed.
@@ -327,6 +373,7 @@ class CongestionTable:
             return True
         return False
 
+    @_tracks
     def detect_succeeded(self, cluster: str, server: str, now: float) -> bool:
         """
         An active check of C{server} succeeded: the server is up, whatever passive failures
@@ -377,7 +424,7 @@ class CongestionTable:
 
         @param address: a server's C{host:port}.
         """
-        if not self._config().enabled:
+        if not self._congested or not self._config().enabled:
             return list(servers)
         usable: List[_S] = []
         congested: List[Tuple[float, int, _S]] = []

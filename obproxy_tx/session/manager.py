@@ -210,10 +210,10 @@ class SessionManager(Service):
         listener's service stops before this one).
 
         @return: fires once no client session is left (the same drain when
-            called again).
+            called again while it runs; a new one after a restart).
         """
         drain = self.drain
-        if drain is None:
+        if drain is None or drain.finished:
             self.session_pool.close()
             self.replica_monitor.stop()
             self.health.checker.stop()
@@ -396,8 +396,8 @@ class SessionManager(Service):
         if counter is None:
             counter = self._next_server[cluster.name] = itertools.count()
         start = next(counter) % len(servers)
-        if len(servers) == 1:
-            return servers[0]
+        if len(servers) == 1 or not self.health.table.has_congestion:
+            return servers[start]
         return self.health.order(cluster.name, [*servers[start:], *servers[:start]])[0]
 
     def cluster_greeting(self, cluster: ClusterConfig) -> defer.Deferred[HandshakeV10 | None]:

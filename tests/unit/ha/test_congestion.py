@@ -36,6 +36,7 @@ def test_threshold_within_window_marks_dead() -> None:
     for i in range(4):
         assert not t.connect_failed(C, A, 100.0 + i)
     assert not t.avoided(C, A, 104.0)
+    assert not t.has_congestion
     assert t.connect_failed(C, A, 104.5)
     entry = t.entry(C, A)
     assert entry.dead_congested and entry.last_dead_congested == 104.5
@@ -88,9 +89,11 @@ def test_recovery_respects_min_keep_interval() -> None:
     assert entry.last_alive_congested == 5.0
     assert t.avoided(C, A, 5.5)
     assert not t.succeeded(C, A, 24.0)  # 19 s after the alive congestion began
+    assert t.has_congestion
     assert t.succeeded(C, A, 25.0)
     assert not t.entry(C, A).congested
     assert not t.avoided(C, A, 25.0)
+    assert not t.has_congestion
 
 
 def test_success_after_keep_interval_frees_at_once() -> None:
@@ -128,7 +131,9 @@ def test_detect_threshold_and_recovery() -> None:
     assert entry.detect_congested and entry.server_state == "DETECT_DEAD"
     assert t.avoided(C, A, 1000.0)  # no trial: the checker decides
     t.connect_failed(C, A, 4.0)
+    assert t.has_congestion
     assert t.detect_succeeded(C, A, 5.0)
+    assert not t.has_congestion
     assert not t.entry(C, A).congested and t.entry(C, A).server_state == "DETECT_ALIVE"
     assert not t.avoided(C, A, 5.0)
 
