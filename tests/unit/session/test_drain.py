@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 from twisted.internet import defer
+from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
+from twisted.test import iosim
 
 from obproxy_tx.config import ITEMS, parse_config, set_item
 from obproxy_tx.session.drain import (
@@ -470,3 +472,22 @@ def test_sessions_are_looked_at_again_once_a_second() -> None:
     assert not late.closed
     manager.reactor.pump([0.1] * 2)
     assert late.closed
+
+
+def test_a_restarted_manager_drains_again(harness: Harness) -> None:
+    manager = harness.manager
+    first = _done(manager.stopService())
+    _connection_lost(harness)
+    harness.reactor.advance(0.1)
+    assert first == [None]
+    old = manager.drain
+    manager.startService()
+    peer = IPv4Address("TCP", "127.0.0.1", 40001)
+    session = manager.listener_factory().buildProtocol(peer)
+    transport = iosim.FakeTransport(session, isServer=True, peerAddress=peer)
+    session.makeConnection(transport)
+    _done(manager.stopService())
+    assert manager.drain is not old
+    assert manager.drain is not None and manager.drain.tally.sessions_at_start == 1
+    # Still logging in: closed at once.
+    assert transport.disconnecting
