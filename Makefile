@@ -3,7 +3,8 @@
 #   make run            start a local seekdb and the proxy in front of it on port 2883
 #   make run-example    start the framework's example MySQL server on 127.0.0.1:3307
 #   make run-replication  the proxy in front of a MariaDB primary -> replica pair (read/write split)
-#   make test           install everything (apt + pip), lint, run the whole test suite
+#   make test           install everything (apt + pip), lint, build the docs, run the whole test suite
+#   make docs           the docs site (Sphinx + MyST + pydoctor) in docs/_build/html, warnings are errors
 #   make testbed-up     start real MariaDB and seekdb servers for tests (kept running)
 #   make testbed-down   stop them
 #   make bench          the side-by-side benchmark (docs/performance.md); BENCH_PYPY=1 adds PyPy
@@ -21,12 +22,13 @@ PYTEST_TIMEOUT ?= 3000
 TESTBED_DIR = $(or $(OBPROXY_TESTBED_DIR),.testbed)
 PYTEST_FLAGS = -ra -p no:cacheprovider --durations=15 -o faulthandler_timeout=600
 TYPED_TEST_CODE = tests/testbed tests/golden tests/conftest.py
-TYPED_EXTRA = twisted/plugins/obproxy_plugin.py examples/embedded_proxy.py docs/gen_config_reference.py
+TYPED_EXTRA = twisted/plugins/obproxy_plugin.py examples/embedded_proxy.py docs/gen_config_reference.py \
+    docs/conf.py docs/_ext/obproxy_docs.py
 
-.PHONY: test install install-system install-python lint pytest run run-replication run-example certs \
+.PHONY: test install install-system install-python lint docs pytest run run-replication run-example certs \
         testbed-up testbed-down testbed-status golden bench
 
-test: install lint pytest
+test: install lint docs pytest
 
 install: install-system install-python
 
@@ -34,16 +36,20 @@ install-system:
 	bash scripts/install-system-deps.sh
 
 install-python:
-	$(PYTHON) -m pip install --disable-pip-version-check -q -e '.[test,dev]' \
+	$(PYTHON) -m pip install --disable-pip-version-check -q -e '.[test,dev,docs]' \
 	    --config-settings editable_mode=compat
 
 lint:
 	$(PYTHON) -m ruff check obproxy_tx tests twisted/plugins examples docs bench
-	$(PYTHON) -m ruff format --check obproxy_tx tests twisted/plugins examples docs/gen_config_reference.py bench
+	$(PYTHON) -m ruff format --check obproxy_tx tests twisted/plugins examples docs/gen_config_reference.py docs/conf.py docs/_ext bench
 	$(PYTHON) -m mypy
 	$(PYTHON) -m mypy $(TYPED_EXTRA)
 	$(PYTHON) -m mypy bench
 	$(PYTHON) -m mypy --explicit-package-bases $(TYPED_TEST_CODE)
+
+# The docs site: warnings (Sphinx's, MyST's and pydoctor's on the docstrings) are errors.
+docs:
+	$(PYTHON) -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
 # Real servers are required here: a server that cannot start fails the run instead of skipping.
 pytest:

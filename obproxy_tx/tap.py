@@ -229,6 +229,11 @@ class ProxyService(MultiService):
     to print and exit with status 1: the one way out of C{twistd}'s start-up
     without a traceback.
 
+    Stopping drains: the listener stops first (children stop in reverse
+    order), then the session manager lets running statements and open
+    transactions finish (L{obproxy_tx.session.drain}); C{twistd} waits for
+    that before it exits.
+
     @ivar config: the configuration the proxy runs with.
     @ivar manager: the session manager, or with several workers the
         L{WorkerSupervisor<obproxy_tx.cluster.supervisor.WorkerSupervisor>}.
@@ -237,11 +242,6 @@ class ProxyService(MultiService):
     @ivar port: the listening port once listening, else L{None}.
     @ivar config_source: where the configuration was read from, when
         C{SIGHUP} reloads it (L{obproxy_tx.reload}); C{None}: no reload.
-
-    Stopping drains: the listener stops first (children stop in reverse
-    order), then the session manager lets running statements and open
-    transactions finish (L{obproxy_tx.session.drain}); C{twistd} waits for
-    that before it exits.
     """
 
     _log = Logger()

@@ -138,7 +138,7 @@ class CommandRegistry:
         A statement that starts with a command's keywords (as whole words)
         but fails its grammar is still recognised, with C{match} C{None}: the
         caller decides between C{5010 bad internal cmd} (the command is
-        L{proxy_only <IAdminCommand.proxy_only>}) and forwarding it as
+        C{proxy_only}, see L{IAdminCommand}) and forwarding it as
         ordinary SQL.
 
         @param sql: the statement text.

@@ -187,7 +187,7 @@ class InMemoryMySQLChecker:
 
         @param credentials: one of L{credentialInterfaces}.
         @return: a Deferred firing with the user name, or failing with
-            L{UnauthorizedLogin}.
+            L{UnauthorizedLogin<twisted.cred.error.UnauthorizedLogin>}.
         """
         try:
             return defer.succeed(self._check(credentials))

@@ -12,7 +12,8 @@ returns:
   - a list of those for a multi-statement query (multi-results);
   - or raises L{ServerError} (or returns a failed Deferred) for an ERR packet.
 
-Every method may return its value directly or a L{Deferred} of it.
+Every method may return its value directly or a
+L{Deferred<twisted.internet.defer.Deferred>} of it.
 
 L{ServerError} is also what the client raises when a server answers with ERR.
 """

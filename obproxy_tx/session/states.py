@@ -9,7 +9,7 @@ PROXYSESSION ATTRIBUTE, so they print exactly as ODP prints them. ODP has no
 closed state for server sessions; ours is C{MSS_CLOSED}.
 
 Why an C{Enum} plus an explicit transition table and not automat
-==================================================================
+================================================================
 
 The house style (docs/style.md) puts session orchestration in automat
 C{TypeMachineBuilder} machines. These two machines are different: their whole

@@ -321,7 +321,7 @@ class StatisticsResponse:
 
     Spec: U{https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_com_statistics.html}
 
-    @ivar text: the string, e.g. C{b"Uptime: 5  Threads: 1  Questions: 2 ..."}.
+    @ivar text: the string, e.g. C{b"Uptime: 5"} and more counters, two spaces apart.
     """
 
     text: bytes

@@ -10,8 +10,8 @@ the next sequence id. L{PacketFramer} joins the chunks again, so its callers onl
 ever see whole logical packets (L{Packet}).
 
 The sequence id is one counter shared by both directions of a conversation: a
-command is sent with 0, the first reply chunk carries 1, and so on, wrapping at
-256. L{PacketFramer.reset_sequence} starts the count again at 0 for a new command.
+command is sent with 0, the first reply chunk carries 1, and so on, wrapping
+at 256. L{PacketFramer.reset_sequence} starts the count again at 0 for a new command.
 
 This module is sans-IO: it never touches a socket, it only turns bytes into
 packets and payloads into bytes.

@@ -794,7 +794,8 @@ class OKPacket:
     @ivar last_insert_id: the last auto-increment value generated.
     @ivar status_flags: the server status.
     @ivar warnings: the warning count.
-    @ivar info: human-readable information (e.g. C{b"Records: 3  Deleted: 0 ..."}).
+    @ivar info: human-readable information (e.g. C{b"Records: 3"} and more counts,
+        two spaces apart).
     @ivar session_state_changes: the raw session-state block, or C{None}; see
         L{session_state_items}.
     @ivar header: 0x00, or 0xFE for the OK that replaces EOF.
