@@ -7,8 +7,8 @@ of workers (forwarded as a second C{SIGTERM}) and in a worker.
 
 from __future__ import annotations
 
-import os
 import signal
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -67,10 +67,10 @@ def test_a_second_stop_signal_hurries_the_drain(tmp_path: Path, saved_handlers: 
     assert drain is not None
     hurried = _Drain()
     service.manager.drain = hurried
-    os.kill(os.getpid(), signal.SIGTERM)
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
     reactor.advance(0)
     assert hurried.hurried == 1
-    os.kill(os.getpid(), signal.SIGINT)
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
     reactor.advance(0)
     assert hurried.hurried == 2
 
@@ -108,6 +108,6 @@ def test_a_draining_worker_hurries_on_a_second_signal(saved_handlers: None) -> N
 
     reactor = _Reactor()
     worker._hurry_on_second_stop(reactor, Manager)
-    os.kill(os.getpid(), signal.SIGTERM)
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
     reactor.advance(0)
     assert Manager.drain.hurried == 1
