@@ -817,6 +817,52 @@ _ITEM_LIST = [
         "than a login)",
         choices=("auto", "reset_connection", "change_user"),
     ),
+    # -- hostile clients (obproxy_tx/session/brute_force.py) --
+    _item(
+        "client_max_allowed_packet",
+        _K.INT,
+        64 * 1024 * 1024,
+        "largest packet (payload bytes) a client may send; a packet announcing more is "
+        "answered with ERR 1153 as soon as its header arrives and the connection closes "
+        "(nothing is buffered for the announced size)",
+        minimum=1024,
+        maximum=1 << 30,
+    ),
+    _item(
+        "login_failure_threshold",
+        _K.INT,
+        5,
+        "failed logins from one client address (within login_failure_window) before every "
+        "later login from that address is held (login_failure_delay); 0 turns it off",
+        minimum=0,
+        maximum=2**31 - 1,
+    ),
+    _item(
+        "login_failure_delay",
+        _K.DURATION,
+        1.0,
+        "how long a login from a throttled address is held, per failure over "
+        "login_failure_threshold; held logins of one address take turns; one that would wait "
+        "longer than client_login_timeout is refused with ERR 1129",
+        minimum=0,
+        maximum=3600.0,
+    ),
+    _item(
+        "login_failure_max_delay",
+        _K.DURATION,
+        10.0,
+        "the longest one held login's step lasts (login_failure_delay grows with the failures)",
+        minimum=0,
+        maximum=3600.0,
+    ),
+    _item(
+        "login_failure_window",
+        _K.DURATION,
+        60.0,
+        "a client address's failed logins are forgotten this long after its last one",
+        minimum=0.001,
+        maximum=86400.0,
+    ),
     # -- read/write split (obproxy_tx/session/read_split.py, obproxy_tx/ha/replicas.py) --
     _item(
         "default_read_consistency",
@@ -1266,6 +1312,11 @@ class ProxyConfig:
     user_max_connections: int = _item_field("user_max_connections")
     server_max_connections: int = _item_field("server_max_connections")
     server_session_wait_timeout: float = _item_field("server_session_wait_timeout")
+    client_max_allowed_packet: int = _item_field("client_max_allowed_packet")
+    login_failure_threshold: int = _item_field("login_failure_threshold")
+    login_failure_delay: float = _item_field("login_failure_delay")
+    login_failure_max_delay: float = _item_field("login_failure_max_delay")
+    login_failure_window: float = _item_field("login_failure_window")
     net_read_timeout: float = _item_field("net_read_timeout")
     net_write_timeout: float = _item_field("net_write_timeout")
     query_response_timeout: float = _item_field("query_response_timeout")

@@ -727,7 +727,9 @@ class ClientSession(Protocol):
             version = config.mysql_version or "5.7.25"
             charset = 45
         self._greeting_caps = Capability(caps)
-        self.conn = ServerConnection(self._greeting_caps)
+        self.conn = ServerConnection(
+            self._greeting_caps, max_packet_size=config.client_max_allowed_packet
+        )
         handshake = HandshakeV10(
             server_version=version,
             connection_id=self.cs_id,
@@ -1256,6 +1258,7 @@ class ClientSession(Protocol):
         self, user: str, using_password: bool, cluster: ClusterConfig | None = None
     ) -> _RequestFailedError:
         cluster = cluster or self.cluster
+        self.manager.login_throttle.failed(self.peer)
         sqlstate = (
             "42000" if cluster is not None and cluster.type is ClusterType.OCEANBASE else "28000"
         )
@@ -1366,6 +1369,10 @@ class ClientSession(Protocol):
         )
 
     async def _authenticate(self, raw_user: str, answer: bytes, database: str | None) -> None:
+        # Its address guessed too many passwords: its turn first (brute_force.py).
+        refused = await self.manager.login_throttle.before_login(self.peer)
+        if refused is not None or self._closed:
+            raise _RequestFailedError(refused, close=True)
         try:
             login, cluster, stage1, verifier = await self._verify(raw_user, answer)
         except _RequestFailedError:

@@ -29,6 +29,7 @@ from obproxy_tx.config import ITEMS, BackendServer, ClusterConfig, ProxyConfig
 from obproxy_tx.ha.health import Health, drop_sessions_to
 from obproxy_tx.ha.replicas import ReplicaMonitor
 from obproxy_tx.logs import Logger
+from obproxy_tx.session.brute_force import LoginThrottle
 from obproxy_tx.session.client_session import ClientSession
 from obproxy_tx.session.drain import Drain
 from obproxy_tx.session.ids import (
@@ -166,6 +167,8 @@ class SessionManager(Service):
         self.health.known(config.clusters)
         # Admitted client sessions per user (the per-user caps).
         self.client_counts = ClientCounts()
+        # Failed logins per client address (password guessing is slowed down).
+        self.login_throttle = LoginThrottle(reactor, lambda: self.config, self.stats)
         self.greetings: dict[str, HandshakeV10] = {}
         self._probes: dict[str, defer.Deferred[HandshakeV10 | None]] = {}
         self.worker = worker

@@ -111,6 +111,10 @@ class ProxyStats:
     @ivar servers_congested: times a server became congested (dead, alive or
         detect congestion), so new server sessions avoided it.
     @ivar servers_recovered: times a congested server was freed again.
+    @ivar logins_held: logins held because their client address had too many
+        failed logins (C{login_failure_threshold}).
+    @ivar logins_blocked: logins refused at once (ERR 1129) because their
+        address's held logins already waited C{client_login_timeout}.
     """
 
     client_connections: int = 0
@@ -146,6 +150,8 @@ class ProxyStats:
     replica_state_changes: int = 0
     servers_congested: int = 0
     servers_recovered: int = 0
+    logins_held: int = 0
+    logins_blocked: int = 0
 
     def rows(self) -> List[Tuple[str, int]]:
         """
