@@ -819,7 +819,7 @@ _ITEM_LIST = [
     ),
     # -- hostile clients (obproxy_tx/session/brute_force.py) --
     _item(
-        "client_max_allowed_packet",
+        "max_client_packet_size",
         _K.INT,
         64 * 1024 * 1024,
         "largest packet (payload bytes) a client may send; a packet announcing more is "
@@ -1312,7 +1312,7 @@ class ProxyConfig:
     user_max_connections: int = _item_field("user_max_connections")
     server_max_connections: int = _item_field("server_max_connections")
     server_session_wait_timeout: float = _item_field("server_session_wait_timeout")
-    client_max_allowed_packet: int = _item_field("client_max_allowed_packet")
+    max_client_packet_size: int = _item_field("max_client_packet_size")
     login_failure_threshold: int = _item_field("login_failure_threshold")
     login_failure_delay: float = _item_field("login_failure_delay")
     login_failure_max_delay: float = _item_field("login_failure_max_delay")

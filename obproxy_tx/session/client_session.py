@@ -728,7 +728,7 @@ class ClientSession(Protocol):
             charset = 45
         self._greeting_caps = Capability(caps)
         self.conn = ServerConnection(
-            self._greeting_caps, max_packet_size=config.client_max_allowed_packet
+            self._greeting_caps, max_packet_size=config.max_client_packet_size
         )
         handshake = HandshakeV10(
             server_version=version,

@@ -157,4 +157,4 @@ def test_defaults() -> None:
     assert settings == ThrottleSettings(
         threshold=5, delay=1.0, max_delay=10.0, window=60.0, max_wait=10.0
     )
-    assert config.client_max_allowed_packet == 64 * 1024 * 1024
+    assert config.max_client_packet_size == 64 * 1024 * 1024
