@@ -13,7 +13,9 @@ on its own:
 
 from __future__ import annotations
 
+import select
 import signal
+import subprocess
 import threading
 import time
 from typing import Any, Dict, Iterator
@@ -278,3 +280,63 @@ def test_prepared_statements_lost_mid_execute(
     assert out["rows"] == 0
     assert proxy.manager.stats.lost_reads_resent == 1
     assert proxy.manager.stats.lost_requests_reported == 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_mariadb_cli_sees_a_lost_write_and_goes_on(
+    ha_instances: Dict[str, Server], proxy: Proxy
+) -> Iterator[Any]:
+    """
+    The `mariadb` CLI (--force, no reconnect) running a write when its server dies prints the
+    proxy's error and runs its next statement on the same connection.
+    """
+    native = ha_instances[NAMES[0]].accounts["native"]
+    for server in ha_instances.values():
+        with direct(server) as connection, connection.cursor() as cursor:
+            cursor.execute("CREATE OR REPLACE TABLE fo_cli (id INT PRIMARY KEY, s INT)")
+    ports = {server.port: name for name, server in ha_instances.items()}
+
+    def run() -> Any:
+        process = subprocess.Popen(
+            [
+                "mariadb",
+                "--no-defaults",
+                "-h127.0.0.1",
+                f"-P{proxy.port}",
+                f"-u{native.user}",
+                f"-p{native.password}",
+                "--force",
+                "--skip-reconnect",
+                "--unbuffered",
+                "-N",
+                "test",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write("SELECT @@port;\n")
+        process.stdin.flush()
+        ready, _, _ = select.select([process.stdout], [], [], 30)
+        if not ready:
+            process.kill()
+            raise AssertionError("the mariadb CLI printed nothing in 30 s")
+        killed = ports[int(process.stdout.readline())]
+        try:
+            killer = _kill_later(killed, 0.4)
+            out, err = process.communicate(
+                "INSERT INTO fo_cli VALUES (1, SLEEP(1));\nSELECT CONCAT('still ', 'here');\n",
+                timeout=60,
+            )
+            killer.join()
+        finally:
+            restart_instance(killed)
+        return process.returncode, out, err
+
+    code, out, err = yield threads.deferToThread(run)
+    assert "ERROR 1158 (08S01) at line 2: Lost connection to server" in err
+    assert "may or may not have run" in err
+    assert out.strip().splitlines()[-1] == "still here"
+    assert code == 0  # --force: errors do not end the batch
