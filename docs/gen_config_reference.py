@@ -131,6 +131,9 @@ USER_KEYS: Dict[str, str] = {
     "applies.",
     "read_consistency": "`weak` or `strong`: the read consistency of this user's sessions until "
     "they `SET ob_read_consistency`; none: `default_read_consistency`.",
+    "require_ssl": "`true`: this user logs in over TLS only (as `REQUIRE SSL`); over plain "
+    "text the login is refused with 1045, as MariaDB refuses it. Users learned from the "
+    "servers (`learn_users`) follow their account's `REQUIRE` clause.",
 }
 
 

@@ -531,68 +531,6 @@ _ITEM_LIST = [
         "dropped before they are made",
         choices=("DEBUG", "TRACE", "WDIAG", "EDIAG", "INFO", "WARN", "ERROR"),
     ),
-    # -- metrics, log format, slow-query and audit logs (obproxy_tx/metrics.py, audit.py) --
-    _item(
-        "enable_prometheus",
-        _K.BOOL,
-        True,
-        "serve Prometheus metrics over HTTP on prometheus_listen_port (path /metrics)",
-        need_reboot=True,
-    ),
-    _item(
-        "prometheus_listen_port",
-        _K.PORT,
-        2884,
-        "port of the Prometheus metrics endpoint (on local_bound_ip); 0 picks a free port",
-        need_reboot=True,
-        minimum=0,
-        maximum=65535,
-    ),
-    _item(
-        "log_format",
-        _K.CHOICE,
-        "text",
-        "format of the twistd log: text (human-readable lines) or json (one JSON object a "
-        "line, twisted.logger's jsonFileLogObserver); twistd's own --logger wins when given",
-        need_reboot=True,
-        choices=("text", "json"),
-    ),
-    _item(
-        "slow_query_log_file",
-        _K.STRING,
-        "",
-        "file receiving one JSON line per request slower than slow_query_time_threshold; "
-        "empty: no slow-query log",
-    ),
-    _item(
-        "slow_query_time_threshold",
-        _K.DURATION,
-        0.5,
-        "a request taking at least this long (from the proxy reading it to the last byte of "
-        "the answer) goes to slow_query_log_file",
-    ),
-    _item(
-        "audit_log_file",
-        _K.STRING,
-        "",
-        "file receiving one JSON line per request relayed to a server (who ran what, where, "
-        "how long); empty: no audit log",
-    ),
-    _item(
-        "query_log_rotate_size",
-        _K.INT,
-        256 * 1024 * 1024,
-        "the slow-query and audit logs are rotated when they reach this many bytes (file.1, "
-        "file.2, ...)",
-        minimum=1024,
-    ),
-    _item(
-        "query_log_max_files",
-        _K.INT,
-        10,
-        "how many rotated slow-query and audit log files are kept; 0 keeps them all",
-        minimum=0,
-    ),
     _item(
         "proxy_id",
         _K.INT,
@@ -952,6 +890,24 @@ _ITEM_LIST = [
         minimum=0.01,
     ),
     _item(
+        "enable_prometheus",
+        _K.BOOL,
+        False,
+        "serve Prometheus metrics on prometheus_listen_port",
+        need_reboot=True,
+        visible_level=VISIBLE_SYS,
+    ),
+    _item(
+        "prometheus_listen_port",
+        _K.PORT,
+        2884,
+        "port of the Prometheus exporter",
+        need_reboot=True,
+        minimum=0,
+        maximum=65535,
+        visible_level=VISIBLE_SYS,
+    ),
+    _item(
         "username_separator",
         _K.SEPARATOR,
         ":;-;.",
@@ -1008,20 +964,20 @@ _ITEM_LIST = [
         sensitive=True,
         visible_level=VISIBLE_DBA,
     ),
+    # -- TLS (obproxy_tx/tls.py): no restart needed; new sessions take new files at once,
+    # open ones keep theirs (ALTER PROXYCONFIG, SIGHUP) --
     _item(
         "enable_client_ssl",
         _K.BOOL,
         False,
-        "offer TLS to clients (needs client_ssl_cert and client_ssl_key)",
-        need_reboot=True,
+        "offer TLS (1.2 or newer) to clients (needs client_ssl_cert and client_ssl_key)",
         visible_level=VISIBLE_SYS,
     ),
     _item(
         "client_ssl_cert",
         _K.STRING,
         "",
-        "PEM certificate (chain) the proxy shows clients",
-        need_reboot=True,
+        "PEM certificate the proxy shows clients, its chain after it",
         visible_level=VISIBLE_SYS,
     ),
     _item(
@@ -1029,14 +985,14 @@ _ITEM_LIST = [
         _K.STRING,
         "",
         "PEM private key of client_ssl_cert",
-        need_reboot=True,
         visible_level=VISIBLE_SYS,
     ),
     _item(
         "enable_server_ssl",
         _K.BOOL,
         False,
-        "use TLS to backend servers",
+        "use TLS (1.2 or newer) to backend servers, before every login; a server that does "
+        "not offer it is not used",
         visible_level=VISIBLE_SYS,
     ),
     _item(
@@ -1044,6 +1000,29 @@ _ITEM_LIST = [
         _K.STRING,
         "",
         "PEM CA certificates that backend certificates must chain to; empty: system trust",
+        visible_level=VISIBLE_SYS,
+    ),
+    _item(
+        "server_ssl_cert",
+        _K.STRING,
+        "",
+        "PEM client certificate the proxy shows backend servers (with enable_server_ssl); "
+        "empty: none",
+        visible_level=VISIBLE_SYS,
+    ),
+    _item(
+        "server_ssl_key",
+        _K.STRING,
+        "",
+        "PEM private key of server_ssl_cert (empty: in the server_ssl_cert file)",
+        visible_level=VISIBLE_SYS,
+    ),
+    _item(
+        "server_ssl_identity",
+        _K.STRING,
+        "",
+        "the DNS name or IP address every backend certificate must name; empty: the host of "
+        "each server's own address",
         visible_level=VISIBLE_SYS,
     ),
     _item(
@@ -1254,6 +1233,8 @@ class UserEntry:
         C{user_max_connections} item applies).
     @ivar read_consistency: C{"weak"} or C{"strong"}, the user's sessions' read consistency
         until they set C{ob_read_consistency}; C{None}: C{default_read_consistency}.
+    @ivar require_ssl: the user logs in over TLS only (as C{REQUIRE SSL}); over plain
+        text it is refused as a wrong password is.
     """
 
     name: str
@@ -1261,6 +1242,7 @@ class UserEntry:
     verifier: bytes = attrs.field(repr=False)
     max_connections: int = 0
     read_consistency: str | None = None
+    require_ssl: bool = False
 
 
 @attrs.frozen
@@ -1330,14 +1312,6 @@ class ProxyConfig:
     local_bound_ip: str = _item_field("local_bound_ip")
     listen: str = _item_field("listen")
     syslog_level: str = _item_field("syslog_level")
-    enable_prometheus: bool = _item_field("enable_prometheus")
-    prometheus_listen_port: int = _item_field("prometheus_listen_port")
-    log_format: str = _item_field("log_format")
-    slow_query_log_file: str = _item_field("slow_query_log_file")
-    slow_query_time_threshold: float = _item_field("slow_query_time_threshold")
-    audit_log_file: str = _item_field("audit_log_file")
-    query_log_rotate_size: int = _item_field("query_log_rotate_size")
-    query_log_max_files: int = _item_field("query_log_max_files")
     proxy_id: int = _item_field("proxy_id")
     client_session_id_version: int = _item_field("client_session_id_version")
     work_thread_num: int = _item_field("work_thread_num")
@@ -1380,6 +1354,8 @@ class ProxyConfig:
     default_read_consistency: str = _item_field("default_read_consistency")
     max_replica_lag: float = _item_field("max_replica_lag")
     replica_check_interval: float = _item_field("replica_check_interval")
+    enable_prometheus: bool = _item_field("enable_prometheus")
+    prometheus_listen_port: int = _item_field("prometheus_listen_port")
     username_separator: str = _item_field("username_separator")
     enable_full_username: bool = _item_field("enable_full_username")
     obproxy_sys_password: bytes = attrs.field(default=b"", repr=False)
@@ -1393,6 +1369,9 @@ class ProxyConfig:
     client_ssl_key: str = _item_field("client_ssl_key")
     enable_server_ssl: bool = _item_field("enable_server_ssl")
     server_ssl_ca: str = _item_field("server_ssl_ca")
+    server_ssl_cert: str = _item_field("server_ssl_cert")
+    server_ssl_key: str = _item_field("server_ssl_key")
+    server_ssl_identity: str = _item_field("server_ssl_identity")
     enable_client_compression: bool = _item_field("enable_client_compression")
     proxy_peers: tuple[str, ...] = _item_field("proxy_peers")
     proxy_peer_listen: str = _item_field("proxy_peer_listen")
@@ -1521,7 +1500,7 @@ _CLUSTER_KEYS = (
     "learn_users",
     "replicas",
 )
-_USER_KEYS = ("name", "tenant", "verifier", "max_connections", "read_consistency")
+_USER_KEYS = ("name", "tenant", "verifier", "max_connections", "read_consistency", "require_ssl")
 _SERVER_KEYS = ("address", "role")
 #: The roles a server may have: primaries take everything, replicas only weak reads.
 SERVER_ROLES = ("primary", "replica")
@@ -1675,7 +1654,14 @@ def _read_users(
                     entry.lines["read_consistency"],
                 )
             consistency = consistency.lower()
-        users.append(UserEntry(name, tenant, verifier, max_connections, consistency))
+        require_ssl = entry.get("require_ssl", False)
+        if not isinstance(require_ssl, bool):
+            raise reader.fail(
+                f"expected true or false, got {_describe(require_ssl)}",
+                _join(user_path, "require_ssl"),
+                entry.lines["require_ssl"],
+            )
+        users.append(UserEntry(name, tenant, verifier, max_connections, consistency, require_ssl))
     return tuple(users)
 
 
@@ -1974,7 +1960,17 @@ def check_config(config: ProxyConfig) -> ProxyConfig:
                 raise _fail_at(
                     config, f"enable_client_ssl needs {name} (a PEM file)", "enable_client_ssl"
                 )
-    for name in ("client_ssl_cert", "client_ssl_key", "server_ssl_ca"):
+    if config.server_ssl_key and not config.server_ssl_cert:
+        raise _fail_at(
+            config, "server_ssl_key is the key of server_ssl_cert: set that too", "server_ssl_key"
+        )
+    for name in (
+        "client_ssl_cert",
+        "client_ssl_key",
+        "server_ssl_ca",
+        "server_ssl_cert",
+        "server_ssl_key",
+    ):
         path_value = getattr(config, name)
         if path_value and not os.path.isfile(path_value):
             raise _fail_at(config, f"no such file: {path_value!r}", name)

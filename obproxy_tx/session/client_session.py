@@ -68,6 +68,7 @@ from obproxy_tx.session.stats import SessionStats
 from obproxy_tx.session.sync import SessionVarVersions
 from obproxy_tx.session.timeouts import Watch, query_timeout, session_seconds
 from obproxy_tx.session.tracking import SessionState, StatementKind, classify, parse_route_addr
+from obproxy_tx.tls import start_server_tls
 from obproxy_tx.wire.connection import (
     LocalInfileData,
     Phase,
@@ -107,6 +108,7 @@ from obproxy_tx.wire.packets import (
     HandshakeResponse41,
     HandshakeV10,
     OKPacket,
+    SSLRequest,
     StmtPrepareOK,
     TextRow,
     decode_text_values,
@@ -121,8 +123,9 @@ __all__ = ["PROXY_CAPABILITIES", "ClientSession"]
 
 MYSQL_NATIVE_PASSWORD = "mysql_native_password"
 
-#: What the proxy can offer a client when its servers offer it too. Left out:
-#: TLS and compression (not configured end to end yet), query attributes
+#: What the proxy can offer a client when its servers offer it too (TLS is the
+#: proxy's own: offered with enable_client_ssl). Left out: compression
+#: (not configured end to end yet), query attributes
 #: (the execute rewriting assumes their absence), optional result-set metadata,
 #: MariaDB's bulk, COM_MULTI, progress and metadata-cache extensions.
 PROXY_CAPABILITIES = (
@@ -172,6 +175,7 @@ _LOGIN_NAMES_KEPT = 1024
 _PROXY_CAPS = int(PROXY_CAPABILITIES)
 _REQUIRED_CAPS = int(_REQUIRED)
 _MULTI_STATEMENTS = int(Capability.CLIENT_MULTI_STATEMENTS)
+_CLIENT_SSL = int(Capability.CLIENT_SSL)
 _CURSOR_EXISTS = int(ServerStatus.SERVER_STATUS_CURSOR_EXISTS)
 
 #: The status flags a local OK keeps from the bound server session's last answer.
@@ -726,6 +730,9 @@ class ClientSession(Protocol):
             caps = _DEFAULT_CAPABILITIES
             version = config.mysql_version or "5.7.25"
             charset = 45
+        if self.manager.tls.client_side is not None:
+            # enable_client_ssl: the client may ask for TLS (SSLRequest, _login_event).
+            caps = int(caps) | _CLIENT_SSL
         self._greeting_caps = Capability(caps)
         self.conn = ServerConnection(
             self._greeting_caps, max_packet_size=config.max_client_packet_size
@@ -749,7 +756,6 @@ class ClientSession(Protocol):
         """
         if self._closed:
             return
-        self.manager.stats.client_bytes_received += len(data)
         conn = self.conn
         if conn.phase is Phase.CONNECT:
             self._queue().append(data)
@@ -835,7 +841,6 @@ class ClientSession(Protocol):
     def _write_relayed(self, data: bytes) -> None:
         # A server's answer goes out at once (see fastwrite).
         if data and not self._closed:
-            self.manager.stats.server_bytes_relayed += len(data)
             write_now(self.transport, data)
 
     def _send(self, packet: Any) -> None:
@@ -1247,14 +1252,55 @@ class ClientSession(Protocol):
             if plugin != MYSQL_NATIVE_PASSWORD:
                 self._send(AuthSwitchRequest.for_scramble(MYSQL_NATIVE_PASSWORD, self._scramble))
                 return
-            self._run(self._authenticate(event.username, event.auth_response, event.database))
+            self._run(self._login(event.username, event.auth_response, event.database))
         elif cls is AuthSwitchResponse and self._response is not None:
             response = self._response
-            self._run(self._authenticate(response.username, event.data, response.database))
+            self._run(self._login(response.username, event.data, response.database))
+        elif cls is SSLRequest:
+            # The greeting offered TLS (enable_client_ssl); the login follows encrypted.
+            start_server_tls(self, self.conn, self.manager.tls.client_side)
         else:
             raise RemoteProtocolError(
                 f"unexpected {cls.__name__} during login", ErrorCode.ER_HANDSHAKE_ERROR
             )
+
+    def _login(self, raw_user: str, answer: bytes, database: str | None) -> Any:
+        """
+        The login: over plain text, users who require TLS are refused first
+        (L{_refuse_plain_text}) when any may (TLSContexts.checks_users).
+        """
+        if self.conn.tls or not self.manager.tls.checks_users:
+            return self._authenticate(raw_user, answer, database)
+        return self._plain_login(raw_user, answer, database)
+
+    async def _plain_login(self, raw_user: str, answer: bytes, database: str | None) -> None:
+        try:
+            login, cluster = self._parse_login(raw_user)
+            await self._refuse_plain_text(login, cluster, answer)
+        except _RequestFailedError:
+            self.manager.stats.client_login_failures += 1
+            raise
+        await self._authenticate(raw_user, answer, database)
+
+    async def _refuse_plain_text(
+        self, login: LoginName, cluster: ClusterConfig, answer: bytes, close: bool = True
+    ) -> None:
+        """
+        Refuse a user who logs in over TLS only (C{require_ssl}, C{REQUIRE SSL})
+        on a plain-text connection, with the server's own answer (1045).
+        """
+        if self.conn.tls or login.is_proxysys:
+            return
+        if await self.manager.requires_tls(cluster, login.user, login.tenant, self.peer or "%"):
+            self._log.info(
+                "client session {cs_id}: {user} from {peer} refused: it logs in over TLS only",
+                cs_id=self.cs_id,
+                user=login.user_tenant,
+                peer=self.peer,
+            )
+            denied = self._access_denied(login.user, bool(answer), cluster)
+            denied.close = close
+            raise denied
 
     def _access_denied(
         self, user: str, using_password: bool, cluster: ClusterConfig | None = None
@@ -1455,7 +1501,11 @@ class ClientSession(Protocol):
             username=username,
             stage1=self._stage1,
             verifier=self._verifier,
-            capabilities=Capability((int(caps) | _BACKEND_ADDED) & _BACKEND_KEPT),
+            # CLIENT_SSL with enable_server_ssl: pooled sessions are shared only with like ones.
+            capabilities=Capability(
+                ((int(caps) | _BACKEND_ADDED) & _BACKEND_KEPT)
+                | (_CLIENT_SSL if self.manager.tls.server_enabled else 0)
+            ),
             character_set=response.character_set if response is not None else 0,
             database=self.state.database,
             connect_attrs=response.connect_attrs if response is not None else None,
@@ -2636,8 +2686,6 @@ class ClientSession(Protocol):
         command = self._request_command
         info = self._request_info
         self._request_info = self._request_command = None
-        # Counted by command, timed, and the slow-query and audit logs (obproxy_tx.audit).
-        self.manager.requests.finished(self, ss, command, self._request_failed)
         fetch = None
         if info is not None:
             fetch = self._after_statement(ss, info)
@@ -2945,6 +2993,9 @@ class ClientSession(Protocol):
             current = self.cluster
             refused.close = current is None or current.type is ClusterType.OCEANBASE
             raise
+        # A user who logs in over TLS only is refused here as at login (the old user kept).
+        keep = self.cluster is not None and self.cluster.type is not ClusterType.OCEANBASE
+        await self._refuse_plain_text(login, cluster, answer, close=not keep)
         refusal = self.manager.admit(self, login, cluster, changing=True)
         if refusal is not None:
             # The new user is at its cap (user_max_connections): refused like a

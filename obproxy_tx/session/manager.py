@@ -25,7 +25,6 @@ from twisted.python.failure import Failure
 
 from obproxy_tx import logs
 from obproxy_tx.admin.registry import CommandRegistry
-from obproxy_tx.audit import RequestLog
 from obproxy_tx.config import ITEMS, BackendServer, ClusterConfig, ProxyConfig
 from obproxy_tx.ha.health import Health, drop_sessions_to
 from obproxy_tx.ha.replicas import ReplicaMonitor
@@ -42,6 +41,7 @@ from obproxy_tx.session.limits import ClientCounts, ServerSlots, admit_client
 from obproxy_tx.session.pool import SharedSessionPool
 from obproxy_tx.session.server_session import BackendLogin, ServerSession, connect_session
 from obproxy_tx.session.stats import ProxyStats
+from obproxy_tx.tls import TLSContexts
 from obproxy_tx.wire.connection import ClientConnection
 from obproxy_tx.wire.constants import Capability
 from obproxy_tx.wire.packets import ERRPacket, HandshakeV10
@@ -149,8 +149,6 @@ class SessionManager(Service):
         self.client_sessions: dict[int, ClientSession] = {}
         self.registry = registry if registry is not None else CommandRegistry.from_plugins()
         self.stats = ProxyStats()
-        # Requests answered by servers: by command, timed, slow-query and audit logs.
-        self.requests = RequestLog(lambda: self.config, lambda: self.reactor.seconds())
         self.started_at = time.time()
         self.session_pool = SharedSessionPool(reactor, lambda: self.config, self.stats)
         # Which replicas may take weak reads (read/write split; started with the service).
@@ -168,6 +166,8 @@ class SessionManager(Service):
             server_down=lambda address: drop_sessions_to(self, address),
         )
         self.health.known(config.clusters)
+        # TLS to clients and to servers (obproxy_tx.tls); rebuilt by reconfigure.
+        self.tls = TLSContexts(config)
         # Admitted client sessions per user (the per-user caps).
         self.client_counts = ClientCounts()
         # Failed logins per client address (password guessing is slowed down).
@@ -226,8 +226,6 @@ class SessionManager(Service):
             super().stopService()
             drain = self.drain = Drain(self, self.config.graceful_shutdown_timeout)
             done = drain.start()
-            # The slow-query and audit logs take the drained requests too, then close.
-            done.addBoth(_passing(self.requests.close))
         else:
             done = drain.when_done()
         return done.addCallback(lambda _: None)
@@ -254,6 +252,8 @@ class SessionManager(Service):
             raise ValueError(f"{', '.join(frozen)} can only change at restart")
         if new_config.clusters != old.clusters:
             raise ValueError("clusters can only change at restart")
+        # New TLS files (or items) for new sessions; files that do not load change nothing.
+        self.tls.reload(new_config)
         self.config = new_config
         for directory in self._user_directories.values():
             if hasattr(directory, "config"):
@@ -489,6 +489,29 @@ class SessionManager(Service):
         verifier = getattr(found, "verifier", found)
         return bytes(verifier) if verifier is not None else None
 
+    async def requires_tls(
+        self, cluster: ClusterConfig, user: str, tenant: str, host: str = "%"
+    ) -> bool:
+        """
+        Whether a user logs in over TLS only: its entry's C{require_ssl}, or
+        for a learned user its account's C{REQUIRE} clause (C{REQUIRE SSL},
+        C{X509}, ...). Unknown users and lookup failures say C{False}: the
+        password check refuses those.
+        """
+        entry = cluster.find_user(user, tenant)
+        if entry is not None:
+            return entry.require_ssl
+        if not cluster.learn_users:
+            return False
+        directory = self._user_directory(cluster)
+        if directory is None:
+            return False
+        try:
+            found = await directory.lookup(user, host)
+        except Exception:
+            return False
+        return bool(getattr(found, "require_tls", False))
+
     def _user_directory(self, cluster: ClusterConfig) -> Any:
         directory = self._user_directories.get(cluster.name)
         if directory is not None:
@@ -526,6 +549,8 @@ class SessionManager(Service):
         @raise Exception: the connection failed (refused, timed out, lost).
         """
         assert client.login is not None
+        # TLS before the login (enable_server_ssl): the context and the name to check.
+        tls = self.tls.for_server(server.host, server.address) if self.tls.server_enabled else None
         # server_max_connections: a slot first (at once, or after waiting; may
         # fail with limits.ServerBusyError), held until the connection ends.
         slot = await self.server_slots.acquire(server.address)
@@ -537,6 +562,8 @@ class SessionManager(Service):
             on_lost=None if side else client.server_session_lost,
         )
         session.slot = slot
+        if tls is not None:
+            session.tls, session.tls_identity = tls
         # Congestion control hears of every outcome (a congested server's trial is claimed).
         health, cluster_name = self.health, client.cluster.name if client.cluster else ""
         health.trying(cluster_name, server.address)
@@ -571,15 +598,6 @@ class SessionManager(Service):
         if cluster is not None and cluster.name not in self.greetings and session.greeting:
             self.greetings[cluster.name] = session.greeting
         return session
-
-
-def _passing(call: Any) -> Any:
-    # A callback running call() and passing its result (or failure) on.
-    def run(result: object) -> object:
-        call()
-        return result
-
-    return run
 
 
 def _why(exc: BaseException) -> str:

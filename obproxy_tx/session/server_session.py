@@ -41,6 +41,7 @@ from obproxy_tx.config import BackendServer
 from obproxy_tx.session.fastwrite import no_delay, write_now
 from obproxy_tx.session.states import ServerSessionMachine
 from obproxy_tx.session.sync import SessionVarVersions
+from obproxy_tx.tls import ServerTLSError, describe_failure
 from obproxy_tx.wire.connection import ClientConnection, Phase
 from obproxy_tx.wire.constants import Capability
 from obproxy_tx.wire.errors import ErrorCode, ProtocolError, RemoteProtocolError
@@ -54,6 +55,7 @@ from obproxy_tx.wire.packets import (
     HandshakeResponse41,
     HandshakeV10,
     OKPacket,
+    SSLRequest,
 )
 from obproxy_tx.wire.scramble import native_password_response_from_stage1
 
@@ -201,6 +203,8 @@ class ServerSession(Protocol):
         "slot",
         "ss_id",
         "statements",
+        "tls",
+        "tls_identity",
         "transact_count",
         "typed",
         "versions",
@@ -249,6 +253,10 @@ class ServerSession(Protocol):
         # Its place under server_max_connections (obproxy_tx.session.limits),
         # given back when the connection ends.
         self.slot: Any = None
+        # enable_server_ssl: the client-role TLS options (obproxy_tx.tls) and the name the
+        # server's certificate must carry, set before connecting; None: plain text.
+        self.tls: Any = None
+        self.tls_identity: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -311,6 +319,11 @@ class ServerSession(Protocol):
         self.machine.close()
         lost = Failure(ServerSessionLostError(f"connection to {self.server.address} lost"))
         if not self.logged_in.called:
+            if self.conn.tls:
+                # The TLS handshake failed (untrusted certificate, wrong name): say so.
+                why = describe_failure(reason, self.server.address, self.tls_identity)
+                if why is not None:
+                    lost = Failure(ServerTLSError(why))
             self.logged_in.errback(lost)
         waiting, self._internal = self._internal, None
         if waiting is not None:
@@ -369,6 +382,12 @@ class ServerSession(Protocol):
         if login.connect_attrs is None:
             wanted &= ~Capability.CLIENT_CONNECT_ATTRS
         wanted &= greeting.capabilities
+        if self.tls is not None:
+            if not self._start_tls(greeting, wanted):
+                return
+            wanted |= Capability.CLIENT_SSL
+        else:
+            wanted &= ~Capability.CLIENT_SSL
         if login.replay is not None:
             try:
                 response = login.replay(greeting, Capability(wanted), self.ss_id)
@@ -400,6 +419,32 @@ class ServerSession(Protocol):
             connect_attrs=login.connect_attrs,
         )
         self._send_login(response)
+
+    def _start_tls(self, greeting: HandshakeV10, wanted: int) -> bool:
+        """
+        Ask for TLS (an C{SSLRequest}) and start it; the login follows encrypted.
+
+        @return: whether TLS started; if not (the server does not offer it), the
+            login failed with L{ServerTLSError}: never plain text instead.
+        """
+        if not greeting.capabilities & Capability.CLIENT_SSL:
+            self.logged_in.errback(
+                ServerTLSError(
+                    f"SSL connection error: server {self.server.address} does not offer TLS "
+                    "(enable_server_ssl is on)"
+                )
+            )
+            self.abort()
+            return False
+        request = SSLRequest(
+            Capability(wanted | Capability.CLIENT_SSL),
+            self.login.max_packet_size,
+            self.login.character_set or greeting.character_set,
+        )
+        self.transport.write(self.conn.send(request))
+        self.transport.startTLS(self.tls)
+        self.conn.tls_started()
+        return True
 
     def _send_login(self, response: HandshakeResponse41) -> None:
         self.login_response = response

@@ -247,7 +247,7 @@ def test_row_cells() -> None:
     [
         ("client_max%", ["client_max_connections"]),
         ("CLIENT_MAX_CONNECTIONS", ["client_max_connections"]),
-        ("%_ssl_c%", ["client_ssl_cert", "server_ssl_ca"]),
+        ("%_ssl_c%", ["client_ssl_cert", "server_ssl_ca", "server_ssl_cert"]),
         (r"proxy\_id", ["proxy_id"]),
         ("proxy_id", ["proxy_id"]),
         ("nothing%", []),
