@@ -531,6 +531,68 @@ _ITEM_LIST = [
         "dropped before they are made",
         choices=("DEBUG", "TRACE", "WDIAG", "EDIAG", "INFO", "WARN", "ERROR"),
     ),
+    # -- metrics, log format, slow-query and audit logs (obproxy_tx/metrics.py, audit.py) --
+    _item(
+        "enable_prometheus",
+        _K.BOOL,
+        True,
+        "serve Prometheus metrics over HTTP on prometheus_listen_port (path /metrics)",
+        need_reboot=True,
+    ),
+    _item(
+        "prometheus_listen_port",
+        _K.PORT,
+        2884,
+        "port of the Prometheus metrics endpoint (on local_bound_ip); 0 picks a free port",
+        need_reboot=True,
+        minimum=0,
+        maximum=65535,
+    ),
+    _item(
+        "log_format",
+        _K.CHOICE,
+        "text",
+        "format of the twistd log: text (human-readable lines) or json (one JSON object a "
+        "line, twisted.logger's jsonFileLogObserver); twistd's own --logger wins when given",
+        need_reboot=True,
+        choices=("text", "json"),
+    ),
+    _item(
+        "slow_query_log_file",
+        _K.STRING,
+        "",
+        "file receiving one JSON line per request slower than slow_query_time_threshold; "
+        "empty: no slow-query log",
+    ),
+    _item(
+        "slow_query_time_threshold",
+        _K.DURATION,
+        0.5,
+        "a request taking at least this long (from the proxy reading it to the last byte of "
+        "the answer) goes to slow_query_log_file",
+    ),
+    _item(
+        "audit_log_file",
+        _K.STRING,
+        "",
+        "file receiving one JSON line per request relayed to a server (who ran what, where, "
+        "how long); empty: no audit log",
+    ),
+    _item(
+        "query_log_rotate_size",
+        _K.INT,
+        256 * 1024 * 1024,
+        "the slow-query and audit logs are rotated when they reach this many bytes (file.1, "
+        "file.2, ...)",
+        minimum=1024,
+    ),
+    _item(
+        "query_log_max_files",
+        _K.INT,
+        10,
+        "how many rotated slow-query and audit log files are kept; 0 keeps them all",
+        minimum=0,
+    ),
     _item(
         "proxy_id",
         _K.INT,
@@ -888,24 +950,6 @@ _ITEM_LIST = [
         1.0,
         "how often each replica's SHOW SLAVE STATUS is read through metadata_user",
         minimum=0.01,
-    ),
-    _item(
-        "enable_prometheus",
-        _K.BOOL,
-        False,
-        "serve Prometheus metrics on prometheus_listen_port",
-        need_reboot=True,
-        visible_level=VISIBLE_SYS,
-    ),
-    _item(
-        "prometheus_listen_port",
-        _K.PORT,
-        2884,
-        "port of the Prometheus exporter",
-        need_reboot=True,
-        minimum=0,
-        maximum=65535,
-        visible_level=VISIBLE_SYS,
     ),
     _item(
         "username_separator",
@@ -1312,6 +1356,14 @@ class ProxyConfig:
     local_bound_ip: str = _item_field("local_bound_ip")
     listen: str = _item_field("listen")
     syslog_level: str = _item_field("syslog_level")
+    enable_prometheus: bool = _item_field("enable_prometheus")
+    prometheus_listen_port: int = _item_field("prometheus_listen_port")
+    log_format: str = _item_field("log_format")
+    slow_query_log_file: str = _item_field("slow_query_log_file")
+    slow_query_time_threshold: float = _item_field("slow_query_time_threshold")
+    audit_log_file: str = _item_field("audit_log_file")
+    query_log_rotate_size: int = _item_field("query_log_rotate_size")
+    query_log_max_files: int = _item_field("query_log_max_files")
     proxy_id: int = _item_field("proxy_id")
     client_session_id_version: int = _item_field("client_session_id_version")
     work_thread_num: int = _item_field("work_thread_num")
@@ -1354,8 +1406,6 @@ class ProxyConfig:
     default_read_consistency: str = _item_field("default_read_consistency")
     max_replica_lag: float = _item_field("max_replica_lag")
     replica_check_interval: float = _item_field("replica_check_interval")
-    enable_prometheus: bool = _item_field("enable_prometheus")
-    prometheus_listen_port: int = _item_field("prometheus_listen_port")
     username_separator: str = _item_field("username_separator")
     enable_full_username: bool = _item_field("enable_full_username")
     obproxy_sys_password: bytes = attrs.field(default=b"", repr=False)

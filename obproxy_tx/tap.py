@@ -523,7 +523,25 @@ def build_proxy_service(
     )
     if config.proxy_peer_listen and router is not None:
         cluster_node.PeerListener(config, reactor, router, node).setServiceParent(service)
+    if config.enable_prometheus:
+        _metrics_service(config, reactor, manager).setServiceParent(service)
     return service
+
+
+def _metrics_service(config: ProxyConfig, reactor: Any, manager: Any) -> Any:
+    """
+    The Prometheus endpoint (L{obproxy_tx.metrics}): this process's manager's
+    figures, or with workers every worker's, asked over the channel.
+    """
+    from obproxy_tx import metrics
+
+    if config.work_thread_num > 1:
+        from obproxy_tx.cluster.router import call_timeout
+
+        figures = metrics.workers_figures(manager.router, call_timeout(config), reactor)
+    else:
+        figures = metrics.manager_figures(manager)
+    return metrics.MetricsService(config, reactor, figures)
 
 
 def check_channel(config: ProxyConfig, reactor: Any) -> None:

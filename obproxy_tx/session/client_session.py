@@ -756,6 +756,7 @@ class ClientSession(Protocol):
         """
         if self._closed:
             return
+        self.manager.stats.client_bytes_received += len(data)
         conn = self.conn
         if conn.phase is Phase.CONNECT:
             self._queue().append(data)
@@ -841,6 +842,7 @@ class ClientSession(Protocol):
     def _write_relayed(self, data: bytes) -> None:
         # A server's answer goes out at once (see fastwrite).
         if data and not self._closed:
+            self.manager.stats.server_bytes_relayed += len(data)
             write_now(self.transport, data)
 
     def _send(self, packet: Any) -> None:
@@ -2686,6 +2688,8 @@ class ClientSession(Protocol):
         command = self._request_command
         info = self._request_info
         self._request_info = self._request_command = None
+        # Counted by command, timed, and the slow-query and audit logs (obproxy_tx.audit).
+        self.manager.requests.finished(self, ss, command, self._request_failed)
         fetch = None
         if info is not None:
             fetch = self._after_statement(ss, info)

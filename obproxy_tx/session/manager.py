@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 
 from obproxy_tx import logs
 from obproxy_tx.admin.registry import CommandRegistry
+from obproxy_tx.audit import RequestLog
 from obproxy_tx.config import ITEMS, BackendServer, ClusterConfig, ProxyConfig
 from obproxy_tx.ha.health import Health, drop_sessions_to
 from obproxy_tx.ha.replicas import ReplicaMonitor
@@ -149,6 +150,8 @@ class SessionManager(Service):
         self.client_sessions: dict[int, ClientSession] = {}
         self.registry = registry if registry is not None else CommandRegistry.from_plugins()
         self.stats = ProxyStats()
+        # Requests answered by servers: by command, timed, slow-query and audit logs.
+        self.requests = RequestLog(lambda: self.config, lambda: self.reactor.seconds())
         self.started_at = time.time()
         self.session_pool = SharedSessionPool(reactor, lambda: self.config, self.stats)
         # Which replicas may take weak reads (read/write split; started with the service).
@@ -226,6 +229,8 @@ class SessionManager(Service):
             super().stopService()
             drain = self.drain = Drain(self, self.config.graceful_shutdown_timeout)
             done = drain.start()
+            # The slow-query and audit logs take the drained requests too, then close.
+            done.addBoth(_passing(self.requests.close))
         else:
             done = drain.when_done()
         return done.addCallback(lambda _: None)
@@ -598,6 +603,15 @@ class SessionManager(Service):
         if cluster is not None and cluster.name not in self.greetings and session.greeting:
             self.greetings[cluster.name] = session.greeting
         return session
+
+
+def _passing(call: Any) -> Any:
+    # A callback running call() and passing its result (or failure) on.
+    def run(result: object) -> object:
+        call()
+        return result
+
+    return run
 
 
 def _why(exc: BaseException) -> str:

@@ -9,7 +9,9 @@ them into rows.
 
 from __future__ import annotations
 
-from typing import Any, List, Tuple
+import re
+from bisect import bisect_left
+from typing import Any, Dict, List, Tuple
 
 import attrs
 
@@ -115,6 +117,9 @@ class ProxyStats:
         failed logins (C{login_failure_threshold}).
     @ivar logins_blocked: logins refused at once (ERR 1129) because their
         address's held logins already waited C{client_login_timeout}.
+    @ivar client_bytes_received: bytes read from client connections (requests,
+        logins, everything the clients sent).
+    @ivar server_bytes_relayed: bytes of server answers relayed to clients.
     """
 
     client_connections: int = 0
@@ -152,9 +157,90 @@ class ProxyStats:
     servers_recovered: int = 0
     logins_held: int = 0
     logins_blocked: int = 0
+    client_bytes_received: int = 0
+    server_bytes_relayed: int = 0
 
     def rows(self) -> List[Tuple[str, int]]:
         """
         @return: C{(stat_name, value)} for every counter, in declaration order.
         """
         return _rows(self)
+
+
+#: Upper bounds (seconds) of the request latency histogram's buckets; one more
+#: bucket past the last counts everything slower (Prometheus' C{+Inf}).
+LATENCY_BUCKETS: Tuple[float, ...] = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+
+def command_name(command_class: type) -> str:
+    """
+    The name a command class is counted under: C{ComStmtExecute} ->
+    C{stmt_execute} (the MySQL protocol's C{COM_STMT_EXECUTE}, lower case).
+
+    @param command_class: a command class of L{obproxy_tx.wire.packets}.
+    """
+    name = command_class.__name__
+    if name.startswith("Com"):
+        name = name[3:]
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class RequestStats:
+    """
+    Requests relayed to servers, by command: how many, how many were answered
+    with an error, and how long they took (a latency histogram with the
+    bounds of L{LATENCY_BUCKETS}).
+
+    One call per finished request (L{add}) does a dict lookup, three
+    additions and a bisection; the readers (the Prometheus collector) turn
+    the table into figures.
+
+    @ivar by_command: command name -> C{[requests, errors, seconds, bucket
+        counts...]} (the last bucket is C{+Inf}; counts are per bucket, not
+        cumulative).
+    """
+
+    def __init__(self) -> None:
+        self.by_command: Dict[str, List[float]] = {}
+        # By class first: no name computed per request.
+        self._by_class: Dict[type, List[float]] = {}
+
+    def add(self, command_class: type, failed: bool, seconds: float) -> None:
+        """
+        Count one finished request.
+
+        @param command_class: the request's command class.
+        @param failed: whether the server answered with an error.
+        @param seconds: from the proxy reading the request to its answer's end.
+        """
+        entry = self._by_class.get(command_class)
+        if entry is None:
+            entry = self._entry(command_class)
+        entry[0] += 1
+        if failed:
+            entry[1] += 1
+        entry[2] += seconds
+        entry[3 + bisect_left(LATENCY_BUCKETS, seconds)] += 1
+
+    def _entry(self, command_class: type) -> List[float]:
+        name = command_name(command_class)
+        entry = self.by_command.get(name)
+        if entry is None:
+            entry = self.by_command[name] = [0, 0, 0.0] + [0] * (len(LATENCY_BUCKETS) + 1)
+        self._by_class[command_class] = entry
+        return entry

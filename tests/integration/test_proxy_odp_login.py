@@ -20,7 +20,7 @@ import attrs
 import pymysql
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor, threads
+from twisted.internet import defer, reactor, task, threads
 
 from obproxy_tx import __version__
 from obproxy_tx.config import parse_config
@@ -150,6 +150,19 @@ def in_thread(function: Callable[..., Any], *args: Any) -> Any:
     return threads.deferToThread(function, *args)
 
 
+@defer.inlineCallbacks
+def _no_session_left(manager: SessionManager, timeout: float = 5.0) -> Iterator[Any]:
+    """
+    Fail unless C{manager} holds no client session within C{timeout}: the proxy
+    closes a refused client right after writing the ERR, so the client may read
+    it a reactor turn before the proxy's side of the connection is gone.
+    """
+    deadline = time.monotonic() + timeout
+    while manager.client_sessions and time.monotonic() < deadline:
+        yield task.deferLater(reactor, 0.01, lambda: None)
+    assert not manager.client_sessions
+
+
 def _connect(port: int, password: str = "alice_pw", user: str = "alice") -> Any:
     return pymysql.connect(
         host="127.0.0.1", port=port, user=user, password=password, autocommit=True
@@ -234,7 +247,7 @@ def test_wrong_password_gets_1045(setup: Setup) -> Iterator[Any]:
     assert args[0] == 1045
     assert "alice" in args[1]
     assert setup.observers[0].logins[-1].is_proxy
-    assert not setup.manager.client_sessions
+    yield _no_session_left(setup.manager)
 
 
 @pytest_twisted.inlineCallbacks
@@ -255,6 +268,6 @@ def test_cluster_name_mismatch_is_a_clean_error() -> Iterator[Any]:
         assert args[0] == OB_CLUSTER_NO_MATCH
         assert "cluster" in args[1]
         assert mismatched.observers[0].logins[-1].refused is not None
-        assert not mismatched.manager.client_sessions
+        yield _no_session_left(mismatched.manager)
     finally:
         yield _stop(mismatched)
