@@ -45,6 +45,7 @@ from obproxy_tx.wire.connection import (
     ClientConnection,
     ConnectionClosed,
     LocalInfileData,
+    Phase,
     RowData,
     StatisticsResponse,
 )
@@ -57,7 +58,7 @@ from obproxy_tx.wire.constants import (
     CursorType,
     ServerStatus,
 )
-from obproxy_tx.wire.errors import ErrorCode, RemoteProtocolError
+from obproxy_tx.wire.errors import ErrorCode, ProtocolError, RemoteProtocolError
 
 __all__ = [
     "CLIENT_CAPABILITIES",
@@ -400,6 +401,8 @@ class MySQLClientProtocol(Protocol):
         self._current: _Command | None = None
         self._logged_in = False
         self._lost = False
+        # The server broke the protocol: the connection is being closed.
+        self._failed = False
 
     @property
     def compression(self) -> str | None:
@@ -442,6 +445,11 @@ class MySQLClientProtocol(Protocol):
         """
         Feed the connection; handle events unless a consumer paused us.
         """
+        if self._failed:
+            # The server broke the protocol and the connection is closing:
+            # what it sends meanwhile means nothing (and the conversation,
+            # in its ERROR phase, refuses it).
+            return
         try:
             events = self.connection.receive_data(data)
         except RemoteProtocolError as exc:
@@ -455,6 +463,7 @@ class MySQLClientProtocol(Protocol):
         self._process()
 
     def _fail_connection(self, error: ServerError) -> None:
+        self._failed = True
         if not self.ready.called:
             self.ready.errback(Failure(error))
         elif self._current is not None and not self._current.deferred.called:
@@ -630,7 +639,7 @@ class MySQLClientProtocol(Protocol):
     # -- commands -----------------------------------------------------------------
 
     def _submit(self, command: _Command) -> defer.Deferred[Any]:
-        if self._lost:
+        if self._lost or self._failed:
             return defer.fail(
                 ServerError(ErrorCode.CR_SERVER_GONE_ERROR, "MySQL server has gone away")
             )
@@ -639,11 +648,22 @@ class MySQLClientProtocol(Protocol):
         return command.deferred
 
     def _next_command(self) -> None:
-        while self._current is None and self._queue and not self._lost:
+        while self._current is None and self._queue and not self._lost and not self._failed:
             command = self._queue.popleft()
             self._current = command
+            phase = self.connection.phase
             try:
                 self._write(self.connection.send(command.packet))
+            except ProtocolError as exc:
+                # The conversation cannot take the command: it ended (the server
+                # said why and is closing) or broke, and refuses anything more
+                # (the phase is ERROR now): close. Callers get a ServerError.
+                self._current = None
+                self._failed = True
+                command.deferred.errback(Failure(_unsendable(exc, phase)))
+                if self.transport is not None:
+                    self.transport.loseConnection()
+                continue
             except Exception as exc:
                 self._current = None
                 command.deferred.errback(Failure(exc))
@@ -1012,8 +1032,24 @@ class MySQLClientProtocol(Protocol):
         """
         if self._lost:
             return defer.succeed(None)
+        if self._failed:
+            return self.closed  # already being closed: nothing to send
         self._submit(_Command(p.ComQuit(), "quit"))
         return self.closed
+
+
+def _unsendable(exc: ProtocolError, phase: Phase) -> ServerError:
+    """
+    The error for a command the conversation refused to send.
+
+    @param exc: what the conversation raised.
+    @param phase: its phase when the command was given to it.
+    @return: C{CR_SERVER_GONE_ERROR} when the conversation was over, else
+        C{exc}'s code and message.
+    """
+    if phase in (Phase.CLOSED, Phase.ERROR):
+        return ServerError(ErrorCode.CR_SERVER_GONE_ERROR, "MySQL server has gone away")
+    return ServerError(exc.error_code, exc.message, exc.sqlstate)
 
 
 def _rsa_encrypt(password: bytes, scramble: bytes, public_key_pem: bytes) -> bytes:

@@ -1,0 +1,116 @@
+"""
+Regression tests for the bugs the fuzz tests found, each reduced to the
+smallest conversation that showed it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.logger import LogEvent, globalLogPublisher
+from twisted.python.failure import Failure
+from twisted.test.iosim import connectedServerAndClient
+
+from obproxy_tx.protocol.client import MySQLClientProtocol, ServerError
+from obproxy_tx.wire.connection import Phase
+from obproxy_tx.wire.errors import ErrorCode
+from obproxy_tx.wire.packets import ERRPacket
+from tests.fuzz.test_conversations import example
+
+
+def _connected() -> tuple[Any, Any, Any]:
+    clock = Clock()
+    factory = example.make_factory(clock)
+    protocol = MySQLClientProtocol(clock, "demo", "demo_pw", database="demo")
+    client, server, pump = connectedServerAndClient(
+        lambda: factory.buildProtocol(None), lambda: protocol, clock=clock
+    )
+    pump.flush()
+    assert client.ready.called
+    return client, server, pump
+
+
+def _outcome(deferred: Any) -> Any:
+    results: list[Any] = []
+    deferred.addBoth(results.append)
+    assert results
+    return results[0]
+
+
+def test_client_ignores_bytes_after_a_protocol_error() -> None:
+    """
+    The server's answer arriving after bytes that broke the protocol (the
+    client's conversation is in ERROR, its transport closing) is dropped: it
+    used to reach the conversation, which raised LocalProtocolError, logged
+    as an unexpected failure. The pending query fails with the ServerError.
+    """
+    failures: list[LogEvent] = []
+    observer = lambda event: failures.append(event) if "log_failure" in event else None  # noqa: E731
+    globalLogPublisher.addObserver(observer)
+    try:
+        client, _server, pump = _connected()
+        pending = client.query("SELECT * FROM fruits")
+        pump.pump()  # the query reaches the server; its answer is on the way
+        client.dataReceived(b"\x00\x00\x00\x00")  # an empty packet, sequence id 0: out of order
+        assert client.connection.phase is Phase.ERROR
+        pump.flush()
+        result = _outcome(pending)
+        assert isinstance(result, Failure) and isinstance(result.value, ServerError)
+        assert result.value.code == ErrorCode.ER_NET_PACKETS_OUT_OF_ORDER
+        later = _outcome(client.ping())
+        assert isinstance(later.value, ServerError)
+        assert later.value.code == ErrorCode.CR_SERVER_GONE_ERROR
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert not failures, [event.get("log_format") for event in failures]
+
+
+def test_command_after_server_closing_err_is_server_gone() -> None:
+    """
+    A command issued after the server's ERR that ends the conversation (an
+    idle server only speaks to say why it closes) fails with 2006 "MySQL server
+    has gone away", a ServerError like every failed command: it used to fail
+    with the conversation's LocalProtocolError ("ComPing may not be sent by
+    the client in phase CLOSED").
+    """
+    client, server, pump = _connected()
+    err = server.connection.send(
+        ERRPacket(4031, "The client was disconnected by the server because of inactivity.")
+    )
+    client.dataReceived(err)
+    assert client.connection.phase is Phase.CLOSED
+    result = _outcome(client.ping())
+    assert isinstance(result, Failure) and isinstance(result.value, ServerError)
+    assert result.value.code == ErrorCode.CR_SERVER_GONE_ERROR
+    pump.flush()
+
+
+def test_quit_after_a_protocol_error_waits_for_the_close() -> None:
+    """quit() on a connection already closing after a protocol error fires when it is closed."""
+    client, _server, pump = _connected()
+    client.dataReceived(b"\x00\x00\x00\x00")
+    done = client.quit()
+    pump.flush()
+    assert _outcome(done) is None
+
+
+def test_bytes_after_a_refused_command_are_ignored() -> None:
+    """
+    A command the conversation refuses (the server had ended it with an ERR)
+    closes the client: bytes the server still sends are dropped instead of
+    reaching the conversation, now in ERROR (an unexpected failure before).
+    """
+    failures: list[LogEvent] = []
+    observer = lambda event: failures.append(event) if "log_failure" in event else None  # noqa: E731
+    globalLogPublisher.addObserver(observer)
+    try:
+        client, server, pump = _connected()
+        client.dataReceived(server.connection.send(ERRPacket(1053, "Server shutdown in progress")))
+        assert isinstance(_outcome(client.ping()).value, ServerError)
+        assert client.transport.disconnecting
+        client.dataReceived(b"\x00")
+        pump.flush()
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert not failures, [event.get("log_format") for event in failures]
