@@ -54,6 +54,8 @@ class Target:
     @ivar interpreter: C{"cpython"} or C{"pypy"} for the Python targets, C{""} otherwise.
     @ivar python: the interpreter's executable for the Python targets.
     @ivar workers: C{work_thread_num} for obproxy_tx.
+    @ivar tree: the checkout obproxy_tx runs from (C{""}: this one); C{bench.compare} runs two
+        commits side by side this way.
     """
 
     name: str
@@ -61,6 +63,7 @@ class Target:
     interpreter: str = ""
     python: str | None = None
     workers: int = 1
+    tree: str = ""
 
     @property
     def is_proxy(self) -> bool:
@@ -260,9 +263,9 @@ class Running:
         self.process.wait(timeout=10)
 
 
-def _python_env() -> Dict[str, str]:
+def _python_env(tree: str = "") -> Dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree or str(ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -325,8 +328,8 @@ def start(target: Target, backend: Backend, workdir: Path, max_clients: int = 40
         with open(log, "ab") as out:
             process = subprocess.Popen(
                 command(target, backend, port, workdir, max_clients),
-                cwd=ROOT,
-                env=_python_env(),
+                cwd=target.tree or ROOT,
+                env=_python_env(target.tree),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
