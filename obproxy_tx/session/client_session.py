@@ -1999,6 +1999,9 @@ class ClientSession(Protocol):
         ):
             return False
         code = answer[5] | answer[6] << 8
+        if self.cluster is not None:
+            # A server that cannot serve now counts toward its congestion, as at login.
+            self.manager.health.refused(self.cluster.name, ss.server.address, code, "")
         facts = self._request_facts(ss)
         command = self._request_command
         if facts is None or not may_retry_refused(

@@ -375,3 +375,14 @@ def test_shutdown_error_moves_a_read_but_not_a_write() -> None:
     assert harness.queries("127.0.0.1")[-1] == b"INSERT INTO ledger VALUES (1)"
     assert not any(q.startswith(b"INSERT") for q in harness.queries("127.0.0.2"))
     assert harness.manager.stats.refused_requests_retried == 1
+
+
+def test_refusals_of_requests_count_toward_congestion() -> None:
+    """A refusal after login counts like one at login: at the threshold the server is congested."""
+    harness = Harness({"127.0.0.1": {b"INSERT": 8002}}, extra="congestion_failure_threshold: 1")
+    harness.login()
+    entry = harness.manager.health.table.entry("c1", "127.0.0.1:3306")
+    assert not entry.congested
+    harness.ask(ComQuery(b"INSERT INTO ledger VALUES (1)"))
+    assert harness.queries("127.0.0.2") == [b"INSERT INTO ledger VALUES (1)"]
+    assert harness.manager.health.table.entry("c1", "127.0.0.1:3306").congested
