@@ -68,6 +68,7 @@ from obproxy_tx.session.stats import SessionStats
 from obproxy_tx.session.sync import SessionVarVersions
 from obproxy_tx.session.timeouts import Watch, query_timeout, session_seconds
 from obproxy_tx.session.tracking import SessionState, StatementKind, classify, parse_route_addr
+from obproxy_tx.session.vanished import cancel_abandoned
 from obproxy_tx.tls import start_server_tls
 from obproxy_tx.wire.connection import (
     LocalInfileData,
@@ -822,6 +823,9 @@ class ClientSession(Protocol):
                 watch.cancel()
         # A client that quit (or that the proxy closed) quits its backends too; one that went
         # away without COM_QUIT leaves them as abruptly, so servers count it as aborted.
+        if not self._closing:
+            # Gone mid-request: a statement that sends nothing yet runs on otherwise.
+            cancel_abandoned(self)
         # Only after the client's own COM_QUIT (the conversation is CLOSED; KILL and
         # timeouts leave it idle) do reusable ones go to the shared pool instead.
         self._close_server_sessions(

@@ -117,6 +117,8 @@ class ProxyStats:
         failed logins (C{login_failure_threshold}).
     @ivar logins_blocked: logins refused at once (ERR 1129) because their
         address's held logins already waited C{client_login_timeout}.
+    @ivar abandoned_queries_killed: statements killed on their server
+        (C{KILL QUERY}) because their client vanished while they ran.
     @ivar client_bytes_received: bytes read from client connections (requests,
         logins, everything the clients sent).
     @ivar server_bytes_relayed: bytes of server answers relayed to clients.
@@ -157,6 +159,7 @@ class ProxyStats:
     servers_recovered: int = 0
     logins_held: int = 0
     logins_blocked: int = 0
+    abandoned_queries_killed: int = 0
     client_bytes_received: int = 0
     server_bytes_relayed: int = 0
 
