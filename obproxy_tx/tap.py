@@ -296,6 +296,22 @@ class ProxyService(MultiService):
         manager.setServiceParent(self)
         self.listener.setServiceParent(self)
 
+    #: The log observer twistd should use (C{-o log_format=json}), set by
+    #: L{makeService}; given to the application when the service joins it.
+    log_observer: Any = None
+
+    def setServiceParent(self, parent: Any) -> Any:  # noqa: N802
+        """
+        Join C{parent}; when it is twistd's application and a JSON log was
+        asked for, make that the application's log observer (twistd's own
+        way for an application to choose its log).
+        """
+        if self.log_observer is not None and hasattr(parent, "setComponent"):
+            from twisted.logger import ILogObserver
+
+            parent.setComponent(ILogObserver, self.log_observer)
+        return super().setServiceParent(parent)
+
     def when_listening(self) -> Deferred[IListeningPort]:
         """
         A L{Deferred} that fires with the listening port (for its address when
@@ -773,7 +789,7 @@ def makeService(options: Options, *, manager_factory: ManagerFactory | None = No
     config = options.proxy_config
     if config is None:
         raise usage.UsageError("options were not parsed")
-    return build_proxy_service(
+    service = build_proxy_service(
         config,
         options.reactor,
         app_name=options["app-name"],
@@ -781,3 +797,6 @@ def makeService(options: Options, *, manager_factory: ManagerFactory | None = No
         exit_on_listen_failure=not _twistd_daemonizes(options),
         config_source=options.config_source(),
     )
+    # -o log_format=json: JSON lines where twistd would write its log.
+    service.log_observer = logs.observer_for_twistd(getattr(options, "parent", None), config)
+    return service

@@ -34,10 +34,10 @@ from twisted.internet import defer
 from twisted.internet.abstract import isIPAddress
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from obproxy_tx.config import BackendServer
+from obproxy_tx.logs import Logger
 from obproxy_tx.session.fastwrite import no_delay, write_now
 from obproxy_tx.session.states import ServerSessionMachine
 from obproxy_tx.session.sync import SessionVarVersions

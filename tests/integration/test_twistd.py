@@ -69,7 +69,13 @@ def twistd_command(*args: str, stand_in: bool = False) -> List[str]:
     the stand-in session manager.
     """
     code = (STAND_IN if stand_in else "") + RUN_TWISTD
-    return [sys.executable, "-c", code, *args]
+    args_list = list(args)
+    if "obproxy" in args_list and not any("prometheus" in arg for arg in args_list):
+        # The Prometheus endpoint is on by default on port 2884: proxies started
+        # side by side (and by other test runs) would contend for it.
+        at = args_list.index("obproxy") + 1
+        args_list[at:at] = ["-o", "enable_prometheus=false"]
+    return [sys.executable, "-c", code, *args_list]
 
 
 def run(command: Sequence[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
