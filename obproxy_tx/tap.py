@@ -67,7 +67,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from obproxy_tx import __version__, logs
+from obproxy_tx import __version__, logs, tls
 from obproxy_tx.admin.registry import CommandRegistry
 from obproxy_tx.config import (
     ITEMS,
@@ -501,6 +501,8 @@ def build_proxy_service(
         reactor = _default_reactor()
     endpoint = listen_endpoint(config, reactor)
     check_channel(config, reactor)
+    # TLS files that do not load: one line naming the item, not a traceback at the first client.
+    tls.check_files(config)
     # syslog_level, before anything logs (the parent of workers has no session manager).
     logs.apply_config(config)
     from obproxy_tx.cluster import node as cluster_node
@@ -732,6 +734,7 @@ class Options(usage.Options):
                 self.reactor = _default_reactor()
             endpoint = listen_endpoint(config, self.reactor)
             check_channel(config, self.reactor)
+            tls.check_files(config)
             if config.work_thread_num > 1:
                 _check_shareable(config, endpoint)
         except ConfigError as e:

@@ -51,6 +51,7 @@ __all__ = [
     "TLSKeyMismatchError",
     "TLSSetupError",
     "ServerTLSError",
+    "check_files",
     "describe_failure",
     "server_identity",
     "start_server_tls",
@@ -93,7 +94,16 @@ class TLSSetupError(ValueError):
     TLS files that do not make a context (missing, not PEM, a key that does
     not match its certificate). A C{ValueError}, so C{reconfigure} callers
     (C{ALTER PROXYCONFIG}, C{SIGHUP}) report it and change nothing.
+
+    @ivar item: the config item whose file is at fault.
     """
+
+    def __init__(self, message: str) -> None:
+        """
+        @param message: C{"item: problem"}.
+        """
+        super().__init__(message)
+        self.item = message.split(":", 1)[0].split("/", 1)[0]
 
 
 class TLSKeyMismatchError(TLSSetupError):
@@ -409,6 +419,25 @@ class TLSContexts:
         self._backends = fresh._backends
         self.generation += 1
         return True
+
+
+def check_files(config: Any) -> None:
+    """
+    Check at start that the TLS files make contexts (a key that belongs to
+    its certificate, PEM that parses), so a bad file stops the proxy with one
+    line naming the item rather than a traceback.
+
+    @param config: the L{ProxyConfig<obproxy_tx.config.ProxyConfig>}.
+    @raise obproxy_tx.config.ConfigError: naming the item and its origin.
+    """
+    try:
+        TLSContexts(config)
+    except TLSSetupError as e:
+        from obproxy_tx.config import ConfigError
+
+        origin = config.origins.get(e.item, config.source)
+        problem = str(e).split(": ", 1)[-1]
+        raise ConfigError(problem, origin=origin, path=e.item) from None
 
 
 def users_may_require_tls(clusters: Iterable[Any]) -> bool:
