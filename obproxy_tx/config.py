@@ -883,10 +883,11 @@ _ITEM_LIST = [
     _item(
         "max_client_packet_size",
         _K.INT,
-        64 * 1024 * 1024,
+        1 << 30,
         "largest packet (payload bytes) a client may send; a packet announcing more is "
         "answered with ERR 1153 as soon as its header arrives and the connection closes "
-        "(nothing is buffered for the announced size)",
+        "(nothing is buffered for the announced size); default: the protocol's maximum, "
+        "set it to the backends' max_allowed_packet to refuse what they would refuse anyway",
         minimum=1024,
         maximum=1 << 30,
     ),

@@ -157,4 +157,5 @@ def test_defaults() -> None:
     assert settings == ThrottleSettings(
         threshold=5, delay=1.0, max_delay=10.0, window=60.0, max_wait=10.0
     )
-    assert config.max_client_packet_size == 64 * 1024 * 1024
+    # Unchanged behaviour by default: the protocol's own maximum.
+    assert config.max_client_packet_size == 1 << 30
