@@ -418,6 +418,13 @@ class TLSContexts:
         self._material = fresh._material
         self._backends = fresh._backends
         self.generation += 1
+        # Names only (paths may say more than needed, contents never).
+        _log.info(
+            "TLS files reloaded: new sessions use them, open ones keep theirs (client side: "
+            "{client}, server side: {server})",
+            client="on" if self.client_side is not None else "off",
+            server="on" if self.server_enabled else "off",
+        )
         return True
 
 

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import signal
 import ssl
+import subprocess
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, List
 
 import pymysql
 import pytest
@@ -32,11 +34,16 @@ import pytest_twisted
 from obproxy_tx.config import load_config
 from obproxy_tx.reload import ConfigSource, reload_config
 from obproxy_tx.session.manager import SessionManager
+from tests.integration.test_drain_reload import Proxy as TwistdProxy
+from tests.integration.test_drain_reload import wait_until
+from tests.integration.test_twistd import processes, stop
 from tests.proxy_fixtures import Proxy, in_thread, reactor, stop_proxy_later, verifier
 from tests.testbed.certs import TLSCerts, ensure_certs
 from tests.testbed.clients import ClientError, connector_query, mariadb_cli
 
 pytestmark = pytest.mark.integration
+
+__all__ = ["processes"]  # the fixture, for the twistd test
 
 
 def _write_config(
@@ -413,3 +420,57 @@ def test_seekdb_in_plain_text_behind_a_tls_proxy(
     assert out["tls"] == (42,)
     assert out["plain"] == (43,)
     assert out["cert"] == _file_fingerprint(tls_certs.cert)
+
+
+def test_sighup_rotates_certificates_in_every_worker(
+    processes: List[subprocess.Popen[str]], mariadb: Any, tls_certs: TLSCerts, tmp_path: Path
+) -> None:
+    """
+    C{twistd obproxy} with two workers and TLS on both sides: the files are
+    replaced in place and the parent gets SIGHUP; every worker reloads them,
+    so every new client (whichever worker accepts it) sees the new
+    certificate, while a client connected before goes on.
+    """
+    live = tmp_path / "live"
+    live.mkdir()
+    live_cert, live_key = live / "cert.pem", live / "key.pem"
+    shutil.copy(tls_certs.cert, live_cert)
+    shutil.copy(tls_certs.key, live_key)
+    extra = (
+        f"enable_client_ssl: true\nclient_ssl_cert: {live_cert}\nclient_ssl_key: {live_key}\n"
+        f"enable_server_ssl: true\nserver_ssl_ca: {tls_certs.ca}\nenable_prometheus: false"
+    )
+    proxy = TwistdProxy(processes, mariadb, tmp_path, extra=extra, workers=2)
+
+    def fingerprints(ca: str, count: int) -> set[str]:
+        seen = set()
+        for _ in range(count):
+            with proxy.connect(ssl_ca=ca, ssl_verify_cert=True, ssl_verify_identity=True) as conn:
+                seen.add(_peer_fingerprint(conn))
+                assert _one(conn, "SHOW SESSION STATUS LIKE 'Ssl_version'")[1].startswith("TLSv1.")
+        return seen
+
+    old = proxy.connect(ssl_ca=tls_certs.ca, ssl_verify_cert=True, ssl_verify_identity=True)
+    try:
+        assert fingerprints(tls_certs.ca, 6) == {_file_fingerprint(tls_certs.cert)}
+        third = ensure_certs(tmp_path / "third")
+        shutil.copy(third.cert, live_cert)
+        shutil.copy(third.key, live_key)
+        proxy.process.send_signal(signal.SIGHUP)
+
+        def rotated() -> bool:
+            try:
+                return fingerprints(third.ca, 1) == {_file_fingerprint(third.cert)}
+            except pymysql.err.MySQLError:
+                return False  # a worker that has not reloaded yet fails the new CA's check
+
+        wait_until(rotated, "a client verified with the new CA")
+        # Both workers (six clients land on both) show the new certificate.
+        assert fingerprints(third.ca, 6) == {_file_fingerprint(third.cert)}
+        assert _one(old, "SELECT 7") == (7,)
+        assert _peer_fingerprint(old) == _file_fingerprint(tls_certs.cert)
+    finally:
+        old.close()
+    output = stop(proxy.process, code=-signal.SIGTERM)
+    assert "SIGHUP: configuration reloaded" in output
+    assert output.count("TLS files reloaded") == 2, output  # once in each worker
