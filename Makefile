@@ -8,6 +8,7 @@
 #   make testbed-up     start real MariaDB and seekdb servers for tests (kept running)
 #   make testbed-down   stop them
 #   make bench          the side-by-side benchmark (docs/performance.md); BENCH_PYPY=1 adds PyPy
+#   make fuzz           the atheris fuzz targets for FUZZ_SECONDS in all (default 60; fuzz/run.py)
 #
 # CI runs `bash .ci/run`, which is `make test`.
 
@@ -26,9 +27,9 @@ TYPED_EXTRA = twisted/plugins/obproxy_plugin.py examples/embedded_proxy.py docs/
     docs/conf.py docs/_ext/obproxy_docs.py
 
 .PHONY: test install install-system install-python lint docs pytest run run-replication run-example certs \
-        testbed-up testbed-down testbed-status golden bench
+        testbed-up testbed-down testbed-status golden bench fuzz
 
-test: install lint docs pytest
+test: install lint docs pytest fuzz
 
 install: install-system install-python
 
@@ -40,11 +41,12 @@ install-python:
 	    --config-settings editable_mode=compat
 
 lint:
-	$(PYTHON) -m ruff check obproxy_tx tests twisted/plugins examples docs bench
-	$(PYTHON) -m ruff format --check obproxy_tx tests twisted/plugins examples docs/gen_config_reference.py docs/conf.py docs/_ext bench
+	$(PYTHON) -m ruff check obproxy_tx tests twisted/plugins examples docs bench fuzz
+	$(PYTHON) -m ruff format --check obproxy_tx tests twisted/plugins examples docs/gen_config_reference.py docs/conf.py docs/_ext bench fuzz
 	$(PYTHON) -m mypy
 	$(PYTHON) -m mypy $(TYPED_EXTRA)
 	$(PYTHON) -m mypy bench
+	$(PYTHON) -m mypy fuzz
 	$(PYTHON) -m mypy --explicit-package-bases $(TYPED_TEST_CODE)
 
 # The docs site: warnings (Sphinx's, MyST's and pydoctor's on the docstrings) are errors.
@@ -119,3 +121,11 @@ bench:
 	bash scripts/install-system-deps.sh
 	BENCH_PYPY=$(BENCH_PYPY) PYTHON=$(PYTHON) bash scripts/install-bench-deps.sh
 	$(PYTHON) -m bench.run $(if $(filter 1,$(BENCH_PYPY)),--pypy) $(BENCH_ARGS)
+
+# Coverage-guided fuzzing (atheris) of the codec and the sans-IO proxy, seeded with captured
+# traffic (fuzz/corpus); the hypothesis part is in tests/fuzz. A crash fails and leaves its input
+# in fuzz/artifacts/. Longer: make fuzz FUZZ_SECONDS=3600
+FUZZ_SECONDS ?= 60
+
+fuzz:
+	$(PYTHON) -m fuzz.run --seconds $(FUZZ_SECONDS)
