@@ -151,7 +151,7 @@ class SessionManager(Service):
         self.registry = registry if registry is not None else CommandRegistry.from_plugins()
         self.stats = ProxyStats()
         # Requests answered by servers: by command, timed, slow-query and audit logs.
-        self.requests = RequestLog(lambda: self.config, lambda: self.reactor.seconds())
+        self.requests = RequestLog(lambda: self.config, getattr(reactor, "seconds", time.time))
         self.started_at = time.time()
         self.session_pool = SharedSessionPool(reactor, lambda: self.config, self.stats)
         # Which replicas may take weak reads (read/write split; started with the service).

@@ -216,12 +216,13 @@ class RequestStats:
     @ivar by_command: command name -> C{[requests, errors, seconds, bucket
         counts...]} (the last bucket is C{+Inf}; counts are per bucket, not
         cumulative).
+    @ivar by_class: the same entries by command class (no name is computed
+        per request).
     """
 
     def __init__(self) -> None:
         self.by_command: Dict[str, List[float]] = {}
-        # By class first: no name computed per request.
-        self._by_class: Dict[type, List[float]] = {}
+        self.by_class: Dict[type, List[float]] = {}
 
     def add(self, command_class: type, failed: bool, seconds: float) -> None:
         """
@@ -231,19 +232,22 @@ class RequestStats:
         @param failed: whether the server answered with an error.
         @param seconds: from the proxy reading the request to its answer's end.
         """
-        entry = self._by_class.get(command_class)
+        entry = self.by_class.get(command_class)
         if entry is None:
-            entry = self._entry(command_class)
+            entry = self.entry_for(command_class)
         entry[0] += 1
         if failed:
             entry[1] += 1
         entry[2] += seconds
         entry[3 + bisect_left(LATENCY_BUCKETS, seconds)] += 1
 
-    def _entry(self, command_class: type) -> List[float]:
+    def entry_for(self, command_class: type) -> List[float]:
+        """
+        The entry of a command class, made when first needed.
+        """
         name = command_name(command_class)
         entry = self.by_command.get(name)
         if entry is None:
             entry = self.by_command[name] = [0, 0, 0.0] + [0] * (len(LATENCY_BUCKETS) + 1)
-        self._by_class[command_class] = entry
+        self.by_class[command_class] = entry
         return entry
