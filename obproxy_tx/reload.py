@@ -7,10 +7,11 @@ the built-in defaults), then the items C{ALTER PROXYCONFIG} saved, then the
 command line (C{-p}, C{-r}, C{-o}), which still wins. What may change while
 running is applied through C{reconfigure} (the session manager's, or with
 workers the supervisor's, which forwards the signal so that every worker
-reloads the same way); what only takes effect at restart (items marked so,
-and the clusters with their servers and users) keeps its running value and is
-named in the log. A file that cannot be read or checked is logged with its
-L{ConfigError} and changes nothing.
+reloads the same way), the clusters with their servers, replicas and users
+included (L{obproxy_tx.session.retire}); what only takes effect at restart
+(items marked so) keeps its running value and is named in the log. A file
+that cannot be read or checked is logged with its L{ConfigError} and changes
+nothing.
 
 L{reloadable} is the pure part: from the running and the newly read
 configuration, the one to run with and what waits for a restart.
@@ -38,7 +39,7 @@ __all__ = ["ConfigSource", "ReloadOutcome", "reload_config", "reloadable"]
 _log = Logger(namespace="obproxy_tx.reload")
 
 _CLUSTERS = "clusters"
-"""How the clusters are named among the held-back changes."""
+"""How the clusters are named among the changes."""
 
 
 @attrs.frozen
@@ -117,10 +118,10 @@ class ReloadOutcome:
 def reloadable(running: ProxyConfig, read: ProxyConfig) -> tuple[ProxyConfig, tuple[str, ...]]:
     """
     The configuration to run with after reading C{read}: C{read}, except
-    that restart-only items and the clusters keep their running values.
+    that restart-only items keep their running values. The clusters are
+    C{read}'s: the session manager applies their changes while running.
 
-    @return: that configuration, and the names held back for the restart
-        (C{"clusters"} for the clusters).
+    @return: that configuration, and the names held back for the restart.
     @raise ConfigError: the combination does not pass L{check_config}.
     """
     held = [
@@ -129,9 +130,6 @@ def reloadable(running: ProxyConfig, read: ProxyConfig) -> tuple[ProxyConfig, tu
         if item.need_reboot and read.item_value(name) != running.item_value(name)
     ]
     keep: dict[str, Any] = {name: running.item_value(name) for name in held}
-    if read.clusters != running.clusters:
-        held.append(_CLUSTERS)
-        keep[_CLUSTERS] = running.clusters
     config = attrs.evolve(read, **keep) if keep else read
     return check_config(config), tuple(held)
 
@@ -153,6 +151,8 @@ def reload_config(target: Any, source: ConfigSource) -> ReloadOutcome:
         _log.error("SIGHUP: configuration not reloaded, nothing changed: {error}", error=e)
         return ReloadOutcome(running, error=str(e))
     changed = tuple(name for name in ITEMS if config.item_value(name) != running.item_value(name))
+    if config.clusters != running.clusters:
+        changed += (_CLUSTERS,)
     try:
         target.reconfigure(config)
     except (ConfigError, ValueError) as e:

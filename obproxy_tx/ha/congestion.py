@@ -279,6 +279,15 @@ class CongestionTable:
         for server in servers:
             self.entry(cluster, server)
 
+    def forget(self, cluster: str, server: str) -> None:
+        """
+        Drop the entry of C{server} in C{cluster} (a reload removed the server from the
+        cluster: SHOW PROXYCONGESTION lists the configured servers only).
+        """
+        key = (cluster, server)
+        self._entries.pop(key, None)
+        self._congested.discard(key)
+
     # -- reports ----------------------------------------------------------------------------
 
     @_tracks

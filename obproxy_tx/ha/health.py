@@ -46,6 +46,14 @@ def _address(server: Any) -> str:
     return str(server.address)
 
 
+def _listed(config: Any, cluster: str, address: str) -> bool:
+    # Whether the configuration lists address as a server of cluster.
+    for candidate in config.clusters:
+        if candidate.name == cluster:
+            return any(_address(server) == address for server in candidate.servers)
+    return False
+
+
 class _Greeting(Protocol):
     """
     Reads the server's first packet: a greeting, or an ERR (too many connections, host
@@ -193,6 +201,8 @@ class HealthChecker:
             alive, why = await self._probe(self.reactor, server, config)
         finally:
             self._running.discard(key)
+        if not _listed(self._config(), cluster, key[1]):
+            return  # a reload removed the server while it was probed: no entry again
         if alive:
             self._health.detect_succeeded(cluster, key[1])
         else:
@@ -239,6 +249,13 @@ class Health:
         """
         for cluster in clusters:
             self.table.known(cluster.name, [_address(s) for s in cluster.servers])
+
+    def forget(self, cluster: str, address: str) -> None:
+        """
+        Drop the entry of a server a reload removed from C{cluster}.
+        """
+        self.table.forget(cluster, address)
+        self._used.discard((cluster, address))
 
     def take_used(self) -> Set[Tuple[str, str]]:
         """

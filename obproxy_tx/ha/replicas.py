@@ -188,6 +188,12 @@ class ReplicaTable:
     def __iter__(self) -> Iterator[ReplicaHealth]:
         return iter(list(self._health.values()))
 
+    def forget(self, address: str) -> None:
+        """
+        Drop what is known about the replica at C{address} (a reload removed it).
+        """
+        self._health.pop(address, None)
+
     def record(self, address: str, verdict: Verdict, now: float) -> bool:
         """
         Keep a verdict on a replica.
@@ -307,6 +313,38 @@ class ReplicaMonitor:
         """
         return self.table.choose(cluster.replicas, prefer)
 
+    def reconfigured(self) -> None:
+        """
+        The clusters changed (a reload): replicas new to the configuration are
+        checked at once; removed ones are no longer checked, their monitor
+        connections close and their entries go.
+        """
+        listed = self._listed()
+        for address in [a for a in self._timers if a not in listed]:
+            timer = self._timers.pop(address)
+            if timer.active():
+                timer.cancel()
+        for address in [a for a in self._connections if a not in listed]:
+            self._close(self._connections.pop(address))
+        known = set()
+        for health in self.table:
+            if health.address in listed:
+                known.add(health.address)
+            else:
+                self.table.forget(health.address)
+        for address, (cluster, server) in listed.items():
+            if address not in known:
+                self.table.health(address)
+                self._schedule(cluster, server, 0)
+
+    def _listed(self) -> dict[str, tuple[Any, Any]]:
+        # Every replica of the current configuration: address -> (cluster, server).
+        listed: dict[str, tuple[Any, Any]] = {}
+        for cluster in self._config().clusters:
+            for server in cluster.replicas:
+                listed.setdefault(server.address, (cluster, server))
+        return listed
+
     # -- checks -----------------------------------------------------------------------
 
     def _schedule(self, cluster: Any, server: Any, delay: float) -> None:
@@ -321,6 +359,11 @@ class ReplicaMonitor:
 
     def _check_now(self, cluster: Any, server: Any) -> None:
         self._timers.pop(server.address, None)
+        # The cluster as configured now (a reload may have replaced or removed it).
+        current = self._listed().get(server.address)
+        if current is None:
+            return
+        cluster, server = current
         checking = defer.ensureDeferred(self.check(cluster, server))
         checking.addErrback(
             lambda failure: self._log.failure(
@@ -375,6 +418,8 @@ class ReplicaMonitor:
 
     def _record(self, cluster: Any, server: Any, verdict: Verdict) -> None:
         table = self.table
+        if server.address not in self._listed():
+            return  # removed by a reload while it was checked: no entry again
         first = table.health(server.address).checks == 0
         if table.record(server.address, verdict, self.reactor.seconds()) or first:
             if self._stats is not None and not first:

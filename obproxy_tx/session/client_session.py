@@ -1435,6 +1435,9 @@ class ClientSession(Protocol):
         if login.is_proxysys:
             self._local_admin_logged_in(login)
             return
+        # A reload may have replaced the cluster while the login was checked
+        # (obproxy_tx.session.retire); a removed one keeps its old object and is retired.
+        cluster = self.manager.config.cluster(cluster.name) or cluster
         refusal = self.manager.admit(self, login, cluster)
         if refusal is not None:
             raise _RequestFailedError(refusal, close=True)

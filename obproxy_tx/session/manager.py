@@ -27,6 +27,7 @@ from obproxy_tx import logs
 from obproxy_tx.admin.registry import CommandRegistry
 from obproxy_tx.audit import RequestLog
 from obproxy_tx.config import ITEMS, BackendServer, ClusterConfig, ProxyConfig
+from obproxy_tx.config_diff import diff_clusters
 from obproxy_tx.ha.health import Health, drop_sessions_to
 from obproxy_tx.ha.replicas import ReplicaMonitor
 from obproxy_tx.logs import Logger
@@ -40,6 +41,7 @@ from obproxy_tx.session.ids import (
 )
 from obproxy_tx.session.limits import ClientCounts, ServerSlots, admit_client
 from obproxy_tx.session.pool import SharedSessionPool
+from obproxy_tx.session.retire import ClusterReload
 from obproxy_tx.session.server_session import BackendLogin, ServerSession, connect_session
 from obproxy_tx.session.stats import ProxyStats
 from obproxy_tx.tls import TLSContexts
@@ -169,6 +171,8 @@ class SessionManager(Service):
             server_down=lambda address: drop_sessions_to(self, address),
         )
         self.health.known(config.clusters)
+        # Clusters changed by a reload: applied, and what they left behind closed.
+        self.cluster_reload = ClusterReload(self)
         # TLS to clients and to servers (obproxy_tx.tls); rebuilt by reconfigure.
         self.tls = TLSContexts(config)
         # Admitted client sessions per user (the per-user caps).
@@ -237,7 +241,7 @@ class SessionManager(Service):
 
     def reconfigure(self, new_config: ProxyConfig) -> None:
         """
-        Run with C{new_config} from now on (C{ALTER PROXYCONFIG}).
+        Run with C{new_config} from now on (C{ALTER PROXYCONFIG}, a C{SIGHUP} reload).
 
         Only items that take effect without a restart may differ. Everything
         here and in the sessions reads C{self.config} when it needs a value
@@ -245,18 +249,22 @@ class SessionManager(Service):
         connect, login or idle check), so swapping it is the change; what
         keeps a copy is updated: the user directories of clusters that learn
         users, and idle timers armed with the old C{default_inactivity_timeout}.
+        The clusters may change too (servers, replicas, users, clusters added
+        or removed): L{obproxy_tx.session.retire} applies that.
 
         @param new_config: the checked new configuration.
-        @raise ValueError: an item that needs a restart, or the clusters,
-            differ; nothing was changed.
+        @raise ValueError: an item that needs a restart differs; nothing was changed.
         """
         old = self.config
         changed = [name for name in ITEMS if new_config.item_value(name) != old.item_value(name)]
         frozen = [name for name in changed if ITEMS[name].need_reboot]
         if frozen:
             raise ValueError(f"{', '.join(frozen)} can only change at restart")
-        if new_config.clusters != old.clusters:
-            raise ValueError("clusters can only change at restart")
+        clusters = (
+            None
+            if new_config.clusters == old.clusters
+            else diff_clusters(old.clusters, new_config.clusters)
+        )
         # New TLS files (or items) for new sessions; files that do not load change nothing.
         self.tls.reload(new_config)
         self.config = new_config
@@ -272,6 +280,8 @@ class SessionManager(Service):
         if any(name in _FOLLOWED_TIMEOUTS for name in changed):
             for session in list(self.client_sessions.values()):
                 session.follow_wait_timeout()
+        if clusters is not None:
+            self.cluster_reload.apply(clusters, new_config)
         if changed:
             # Names only: values may be secrets.
             self._log.info("configuration changed: {names}", names=", ".join(changed))
@@ -516,6 +526,23 @@ class SessionManager(Service):
         except Exception:
             return False
         return bool(getattr(found, "require_tls", False))
+
+    def forget_user_directory(self, name: str) -> None:
+        """
+        Drop cluster C{name}'s backend user directory (a reload changed the
+        cluster; the next lookup builds one from the new cluster).
+        """
+        self._user_directories.pop(name, None)
+
+    def forget_cluster(self, name: str) -> None:
+        """
+        Drop what was kept about cluster C{name} (a reload removed it): its
+        greeting, probe, server turn and user directory.
+        """
+        self.greetings.pop(name, None)
+        self._probes.pop(name, None)
+        self._next_server.pop(name, None)
+        self._user_directories.pop(name, None)
 
     def _user_directory(self, cluster: ClusterConfig) -> Any:
         directory = self._user_directories.get(cluster.name)

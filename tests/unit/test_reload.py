@@ -62,14 +62,16 @@ def texts(events: List[dict[str, Any]], level: LogLevel) -> List[str]:
 # -- the pure part --------------------------------------------------------------------------
 
 
-def test_reloadable_applies_runtime_items_and_holds_the_rest() -> None:
+def test_reloadable_applies_runtime_items_and_clusters_and_holds_the_rest() -> None:
     running = parse_config(CONF.format(max_conn=100, proxy_id=1, server_port=3306))
     read = parse_config(CONF.format(max_conn=5, proxy_id=2, server_port=3307))
     config, held = reloadable(running, read)
     assert config.client_max_connections == 5
     assert config.proxy_id == 1
-    assert config.clusters == running.clusters
-    assert held == ("proxy_id", "clusters")
+    # The clusters change while running (obproxy_tx.session.retire applies them).
+    assert config.clusters == read.clusters
+    assert [s.address for s in config.default_cluster.servers] == ["127.0.0.1:3307"]
+    assert held == ("proxy_id",)
 
 
 def test_reloadable_without_changes_holds_nothing() -> None:
