@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import attrs
 from twisted.internet import defer
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
@@ -645,6 +646,12 @@ class ClientSession(Protocol):
                     ss_id=ss_id,
                 )
                 ss.close(quit=True)
+                if ss is not self.active:
+                    # The close completes a reactor turn later, and a request arriving
+                    # meanwhile would be sent on the closed session (soak test, issue 8):
+                    # take the loss now (an idle session is replaced, a pinned one dooms the
+                    # next statement); the connection's own connectionLost is then a no-op.
+                    ss.connectionLost(Failure(ConnectionDone("killed by an admin")))
                 return True
         return False
 
