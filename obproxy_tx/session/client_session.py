@@ -3006,6 +3006,11 @@ class ClientSession(Protocol):
         self._run(self._change_user_async(command, answer))
 
     async def _change_user_async(self, command: ComChangeUser, answer: bytes) -> None:
+        # A refused COM_CHANGE_USER keeps the connection (MySQL clusters): guessing
+        # passwords with it waits its turn as a login does (brute_force.py).
+        blocked = await self.manager.login_throttle.before_login(self.peer)
+        if blocked is not None:
+            raise _RequestFailedError(blocked)
         try:
             login, cluster, stage1, verifier = await self._verify(command.username, answer)
         except _RequestFailedError as refused:

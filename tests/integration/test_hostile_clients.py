@@ -45,7 +45,7 @@ import pytest
 import pytest_twisted
 
 from tests.proxy_fixtures import Proxy, in_thread, reactor, start_proxy, stop_proxy_later
-from tests.testbed.wireclient import DEFAULT_CAPABILITIES, WireClient, WireError
+from tests.testbed.wireclient import DEFAULT_CAPABILITIES, WireClient, WireError, native_password
 from tests.testbed.wireclient import connect as wire_connect
 
 pytestmark = pytest.mark.integration
@@ -726,3 +726,84 @@ def test_password_guessing_is_throttled_per_address(mariadb: Any) -> Iterator[An
     assert out["right"][0] >= 0.15  # held like any login from that address
     assert proxy.manager.stats.logins_held >= 4
     assert proxy.manager.stats.logins_blocked >= 1
+
+
+def _change_user(client: WireClient, user: str, password: str, database: str) -> None:
+    """
+    COM_CHANGE_USER on a raw connection (answering the proxy's auth switch).
+
+    @raise WireError: the proxy refused it.
+    """
+    assert client.handshake is not None
+    auth = native_password(password.encode(), client.handshake.scramble)
+    body = (
+        b"\x11"
+        + user.encode()
+        + b"\x00"
+        + bytes([len(auth)])
+        + auth
+        + database.encode()
+        + b"\x00"
+        + struct.pack("<H", 45)
+        + b"mysql_native_password\x00"
+    )
+    client.command(body)
+    client.finish_auth(password)
+
+
+@pytest_twisted.inlineCallbacks
+def test_password_guessing_with_change_user_is_throttled(mariadb: Any) -> Iterator[Any]:
+    """
+    On a MySQL cluster a refused COM_CHANGE_USER keeps the connection, so a
+    logged-in client could guess other accounts' passwords on it without
+    logging in again: its attempts are held like logins. From 127.0.0.3
+    (threshold 3, delay 200 ms): three wrong passwords answered at once, the
+    next ones each held a step; the connection still serves its old user;
+    the bystander (from 127.0.0.1) is not held.
+    """
+    proxy = start_proxy(
+        mariadb,
+        extra=(
+            "login_failure_threshold: 3\nlogin_failure_delay: 200ms\n"
+            "login_failure_max_delay: 400ms\nclient_login_timeout: 5s"
+        ),
+    )
+    admin = mariadb.accounts["admin"]
+
+    def run() -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
+        bystander = Bystander(proxy, relogin_every=5)
+        bystander.start()
+        sock = socket.create_connection(
+            ("127.0.0.1", proxy.port), timeout=10, source_address=("127.0.0.3", 0)
+        )
+        client = WireClient(sock)
+        client.login(proxy.user, proxy.password, mariadb.database)
+        attempts = []
+        for _ in range(6):
+            started = time.perf_counter()
+            try:
+                _change_user(client, admin.user, "wrong", mariadb.database)
+                code = 0
+            except WireError as error:
+                code = error.code
+            attempts.append((time.perf_counter() - started, code))
+        out["attempts"] = attempts
+        out["still"] = client.query("SELECT CURRENT_USER()")
+        client.close()
+        bystander.calm()
+        out["line"] = bystander.report("COM_CHANGE_USER guessing from 127.0.0.3")
+        return out
+
+    try:
+        out: Any = yield in_thread(run)
+    finally:
+        yield stop_proxy_later(proxy)
+    attempts = out["attempts"]
+    print("change_user guesses: " + ", ".join(f"{code}@{t:.2f}s" for t, code in attempts))
+    assert [code for _, code in attempts] == [1045] * 6
+    # The first three are not held; from the fourth on each waits its step at least
+    # (0.2, 0.4, 0.4 s: a lower bound, the feature itself, not a speed claim).
+    assert all(t >= 0.19 for t, _ in attempts[3:]), attempts
+    assert out["still"][0][0].decode().startswith(proxy.user + "@")
+    assert proxy.manager.stats.logins_held >= 3
