@@ -53,6 +53,7 @@ __all__ = [
     "ServerTLSError",
     "check_files",
     "describe_failure",
+    "metadata_tls",
     "server_identity",
     "start_server_tls",
     "users_may_require_tls",
@@ -403,8 +404,12 @@ class TLSContexts:
         @raise TLSSetupError: the new files do not make a context; the
             current contexts stay.
         """
+        # The users may change with the clusters, whether or not TLS did (set
+        # below unless the reload fails, when the old configuration stays).
+        checks_users = users_may_require_tls(config.clusters)
         settings = TLSSettings.of(config)
         if settings == self.settings:
+            self.checks_users = checks_users
             return False
         try:
             fresh = TLSContexts(config)
@@ -412,7 +417,9 @@ class TLSContexts:
             # Half of a certificate change (ALTER sets one item at a time): keep
             # serving the current pair; the next reconfigure tries again.
             _log.warn("TLS files not reloaded yet: {error}", error=e)
+            self.checks_users = checks_users
             return False
+        self.checks_users = checks_users
         self.settings = fresh.settings
         self.client_side = fresh.client_side
         self._material = fresh._material
@@ -445,6 +452,34 @@ def check_files(config: Any) -> None:
         origin = config.origins.get(e.item, config.source)
         problem = str(e).split(": ", 1)[-1]
         raise ConfigError(problem, origin=origin, path=e.item) from None
+
+
+#: Contexts for the proxy's own connections, by the settings they were made from.
+_METADATA: dict[TLSSettings, TLSContexts] = {}
+
+
+def metadata_tls(config: Any, server: Any) -> Any:
+    """
+    TLS options for the proxy's own logins to a server (the metadata account:
+    learned users, replica and health checks), like its server sessions':
+    with C{enable_server_ssl}, the same CA and name checks; else C{None}.
+
+    The contexts are made once per settings (files as they are now), so a
+    reload is followed here too.
+
+    @param config: the L{ProxyConfig<obproxy_tx.config.ProxyConfig>}.
+    @param server: the L{BackendServer<obproxy_tx.config.BackendServer>}.
+    @raise TLSSetupError: the files do not make a context.
+    """
+    if not config.enable_server_ssl:
+        return None
+    settings = TLSSettings.of(config)
+    contexts = _METADATA.get(settings)
+    if contexts is None:
+        if len(_METADATA) >= 4:
+            _METADATA.clear()
+        contexts = _METADATA[settings] = TLSContexts(config)
+    return contexts.for_server(server.host, server.address)[0]
 
 
 def users_may_require_tls(clusters: Iterable[Any]) -> bool:

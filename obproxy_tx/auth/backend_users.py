@@ -411,6 +411,7 @@ class BackendUserDirectory:
 
     async def _connect_metadata_async(self) -> Any:
         from obproxy_tx.protocol.client import connect
+        from obproxy_tx.tls import metadata_tls
 
         user = getattr(self.config, "metadata_user", "") or ""
         password = getattr(self.config, "metadata_password", "") or ""
@@ -427,7 +428,11 @@ class BackendUserDirectory:
         for server in servers:
             endpoint = clientFromString(self.reactor, server.endpoint)
             try:
-                return await connect(self.reactor, endpoint, user, password, timeout=timeout)
+                # enable_server_ssl: the metadata login over TLS too.
+                tls = metadata_tls(self.config, server)
+                return await connect(
+                    self.reactor, endpoint, user, password, timeout=timeout, tls=tls
+                )
             except ServerError as error:
                 raise BackendUsersError(
                     f"cluster {self.cluster_name!r}: metadata login as {user!r} to "

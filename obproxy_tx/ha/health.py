@@ -33,6 +33,7 @@ from obproxy_tx.ha.congestion import (
     means_unavailable,
 )
 from obproxy_tx.logs import Logger
+from obproxy_tx.tls import metadata_tls
 from obproxy_tx.wire.connection import ClientConnection
 from obproxy_tx.wire.constants import Capability
 from obproxy_tx.wire.packets import HandshakeV10
@@ -95,7 +96,13 @@ async def probe_server(reactor: Any, server: Any, config: Any) -> Tuple[bool, st
             from obproxy_tx.protocol.client import connect
 
             logging_in = connect(
-                reactor, endpoint, config.metadata_user, config.metadata_password, timeout=timeout
+                reactor,
+                endpoint,
+                config.metadata_user,
+                config.metadata_password,
+                timeout=timeout,
+                # enable_server_ssl: the metadata login over TLS too.
+                tls=metadata_tls(config, server),
             )
             connection = await logging_in
             try:

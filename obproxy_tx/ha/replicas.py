@@ -447,6 +447,7 @@ class ReplicaMonitor:
 
     def _connect_metadata(self, server: Any) -> defer.Deferred[Any]:
         from obproxy_tx.protocol.client import connect
+        from obproxy_tx.tls import metadata_tls
 
         config = self._config()
         endpoint = clientFromString(self.reactor, server.endpoint)
@@ -456,6 +457,8 @@ class ReplicaMonitor:
             config.metadata_user,
             config.metadata_password,
             timeout=config.short_async_task_timeout,
+            # enable_server_ssl: the metadata login over TLS too.
+            tls=metadata_tls(config, server),
         )
 
 

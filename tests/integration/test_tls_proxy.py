@@ -474,3 +474,55 @@ def test_sighup_rotates_certificates_in_every_worker(
     output = stop(proxy.process, code=-signal.SIGTERM)
     assert "SIGHUP: configuration reloaded" in output
     assert output.count("TLS files reloaded") == 2, output  # once in each worker
+
+
+@pytest_twisted.inlineCallbacks
+def test_learned_users_over_tls(mariadb: Any, tls_certs: TLSCerts, tmp_path: Path) -> Iterator[Any]:
+    """
+    A cluster that learns its users, whose metadata account is tls_user
+    (REQUIRE SSL): the proxy's metadata login is TLS too, so users are
+    learned; tls_user itself, learned with its REQUIRE SSL, is refused in
+    plain text with MariaDB's 1045 and served over TLS; native_user is served
+    either way.
+    """
+    tls = mariadb.accounts["tls"]
+    path = tmp_path / "learn.yaml"
+    path.write_text(
+        f"""
+listen_port: 2883
+enable_prometheus: false
+enable_client_ssl: true
+client_ssl_cert: {tls_certs.cert}
+client_ssl_key: {tls_certs.key}
+enable_server_ssl: true
+server_ssl_ca: {tls_certs.ca}
+metadata_user: {tls.user}
+metadata_password: {tls.password}
+clusters:
+  - name: cl_learn
+    type: mysql
+    servers: ["{mariadb.host}:{mariadb.port}"]
+    learn_users: true
+"""
+    )
+    proxy = _start(path, mariadb)
+
+    def run() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        with _connect(proxy, None) as conn:
+            out["native_plain"] = _one(conn, "SELECT CURRENT_USER()")
+        out["tls_plain"] = _error_of(lambda: _connect(proxy, None, user="tls"))
+        with _connect(proxy, tls_certs.ca, user="tls") as conn:
+            out["tls_tls"] = _one(conn, "SELECT CURRENT_USER()")
+        return out
+
+    try:
+        out = yield in_thread(run)
+    finally:
+        yield stop_proxy_later(proxy)
+    assert out["native_plain"] == ("native_user@%",)
+    assert out["tls_plain"] == (
+        1045,
+        "Access denied for user 'tls_user'@'127.0.0.1' (using password: YES)",
+    )
+    assert out["tls_tls"] == ("tls_user@%",)
