@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.python.failure import Failure
@@ -15,6 +16,7 @@ from twisted.test.iosim import connectedServerAndClient
 from obproxy_tx.protocol.client import MySQLClientProtocol, ServerError
 from obproxy_tx.wire.connection import Phase
 from obproxy_tx.wire.errors import ErrorCode
+from obproxy_tx.wire.framing import frame_payload
 from obproxy_tx.wire.packets import ERRPacket
 from tests.fuzz.test_conversations import example
 
@@ -114,3 +116,37 @@ def test_bytes_after_a_refused_command_are_ignored() -> None:
     finally:
         globalLogPublisher.removeObserver(observer)
     assert not failures, [event.get("log_format") for event in failures]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known: the proxy's client session reads a pipelining client without limit while "
+    "its command runs (ClientSession.dataReceived, P5's hot path: fix there with backpressure)",
+)
+def test_proxy_bounds_what_a_pipelining_client_makes_it_hold() -> None:
+    """
+    A client that pipelines commands while its first one runs on a backend
+    that does not answer: the proxy must stop reading it (as a MySQL server,
+    which reads one command at a time, lets TCP hold the rest) instead of
+    buffering everything it sends. Today it holds all of it (18 MB here).
+    """
+    from tests.fuzz.test_proxy_conversations import ProxyConversation
+
+    machine = ProxyConversation()
+    try:
+        machine.two_clients()
+        for backend, _ in machine.backends:
+            backend._answer = lambda packet: None  # type: ignore[method-assign]
+        machine.clients[0].query("SELECT 'held'")
+        machine.flush()
+        side = machine.proxy_sides[0]
+        packet = frame_payload(b"\x03" + b"SELECT 1 " * 100, 0)[0]
+        sent = 0
+        while sent < 16 << 20 and not side.transport.disconnecting:
+            if getattr(side.transport, "producerState", "producing") == "paused":
+                break
+            side.dataReceived(packet)
+            sent += len(packet)
+        assert side.conn._framer.buffered <= 4 << 20, f"{side.conn._framer.buffered} bytes held"
+    finally:
+        machine.teardown()
