@@ -8,6 +8,7 @@
 #   make testbed-up     start real MariaDB and seekdb servers for tests (kept running)
 #   make testbed-down   stop them
 #   make bench          the side-by-side benchmark (docs/performance.md); BENCH_PYPY=1 adds PyPy
+#   make soak           the soak test with faults for SOAK_MINUTES (30) minutes (docs/operations.md)
 #   make fuzz           the atheris fuzz targets for FUZZ_SECONDS in all (default 60; fuzz/run.py)
 #
 # CI runs `bash .ci/run`, which is `make test`.
@@ -27,7 +28,7 @@ TYPED_EXTRA = twisted/plugins/obproxy_plugin.py examples/embedded_proxy.py docs/
     docs/conf.py docs/_ext/obproxy_docs.py
 
 .PHONY: test install install-system install-python lint docs pytest run run-replication run-example certs \
-        testbed-up testbed-down testbed-status golden bench fuzz
+        testbed-up testbed-down testbed-status golden bench fuzz soak
 
 test: install lint docs pytest fuzz
 
@@ -129,3 +130,9 @@ FUZZ_SECONDS ?= 60
 
 fuzz:
 	$(PYTHON) -m fuzz.run --seconds $(FUZZ_SECONDS)
+
+# The soak test with faults (issue 8, docs/operations.md "Soak test"): clients, a ledger and
+# scheduled faults through a twistd proxy for SOAK_MINUTES; CI runs 45 s of it (tests/soak).
+SOAK_MINUTES ?= 30
+soak:
+	$(PYTHON) -m tests.soak --minutes $(SOAK_MINUTES) --fault-interval 15 --warmup 20 --sample-interval 60

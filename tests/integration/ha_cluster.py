@@ -8,7 +8,7 @@ Import the fixture into a test module: C{from tests.integration.ha_cluster impor
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, List
 
 import pymysql
 import pytest
@@ -38,7 +38,11 @@ def direct(server: Server, **kwargs: Any) -> Any:
     )
 
 
-def _prepare(server: Server) -> None:
+def prepare(server: Server) -> None:
+    """
+    Give C{server} a fresh, empty C{ledger} table and a C{sbtest} table of L{ROWS} rows
+    (C{c} is C{row-<id>}), as L{tests.integration.ledger_load} expects.
+    """
     with direct(server) as connection, connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS ledger")
         cursor.execute(
@@ -52,17 +56,37 @@ def _prepare(server: Server) -> None:
         )
 
 
+def start_cluster() -> Dict[str, Server]:
+    """
+    Start the three instances (or reuse running ones) and L{prepare} each; by name.
+    """
+    # One after the other: mariadb-install-db runs of the same moment collide on /tmp.
+    servers = {name: start_instance(name) for name in NAMES}
+    with ThreadPoolExecutor(len(NAMES)) as pool:
+        list(pool.map(prepare, servers.values()))
+    return servers
+
+
+def stop_cluster(servers: Dict[str, Server]) -> None:
+    """Stop those of L{start_cluster}'s instances that it started itself."""
+    for name, server in servers.items():
+        if server.started_here:
+            stop_instance(name)
+
+
+def ledger_ids(server: Server) -> List[int]:
+    """Every id in C{server}'s C{ledger} table."""
+    with direct(server) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM ledger")
+        return [int(row[0]) for row in cursor.fetchall()]
+
+
 @pytest.fixture(scope="session")
 def ha_instances() -> Iterator[Dict[str, Server]]:
     """
     The three instances by name, each with a fresh C{ledger} table and a C{sbtest} table of
     L{ROWS} rows; stopped at the end of the session if this session started them.
     """
-    # One after the other: mariadb-install-db runs of the same moment collide on /tmp.
-    servers = {name: start_instance(name) for name in NAMES}
-    with ThreadPoolExecutor(len(NAMES)) as pool:
-        list(pool.map(_prepare, servers.values()))
+    servers = start_cluster()
     yield servers
-    for name, server in servers.items():
-        if server.started_here:
-            stop_instance(name)
+    stop_cluster(servers)

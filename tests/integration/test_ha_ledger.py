@@ -18,14 +18,14 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor, threads
 from twisted.internet.task import deferLater
 
-from tests.integration.ha_cluster import NAMES, ROWS, direct, ha_instances
+from tests.integration.ha_cluster import NAMES, ROWS, direct, ha_instances, ledger_ids
 from tests.proxy_fixtures import Proxy, start_proxy_for, stop_proxy
 from tests.testbed import REPO_ROOT, Server
 from tests.testbed.instances import kill_instance, restart_instance
@@ -40,12 +40,6 @@ THREADS = 32
 #: Seconds of traffic; the kill comes KILL_AT seconds in.
 SECONDS = 14.0
 KILL_AT = 4.0
-
-
-def _ledger_ids(server: Server) -> List[int]:
-    with direct(server) as connection, connection.cursor() as cursor:
-        cursor.execute("SELECT id FROM ledger")
-        return [int(row[0]) for row in cursor.fetchall()]
 
 
 @pytest.fixture
@@ -127,7 +121,7 @@ def test_ledger_survives_a_backend_killed_mid_run(
     stats = proxy.manager.stats
     ids: collections.Counter[int] = collections.Counter()
     for server in instances.values():
-        ids.update(_ledger_ids(server))
+        ids.update(ledger_ids(server))
 
     errors = result["errors"]
     by_kind = collections.Counter(error["kind"] for error in errors)
