@@ -72,14 +72,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def extract(revision: str, into: Path) -> str:
+def extract(revision: str, into: Path, repository: Path = ROOT) -> str:
     """
     Write the tree of C{revision} into the directory C{into}; return its commit id.
 
+    @param repository: the git checkout to take it from (this one by default).
     @raise SystemExit: git does not know the revision.
     """
     done = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", f"{revision}^{{commit}}"],
+        ["git", "-C", str(repository), "rev-parse", "--short", f"{revision}^{{commit}}"],
         capture_output=True,
         text=True,
     )
@@ -87,7 +88,7 @@ def extract(revision: str, into: Path) -> str:
         raise SystemExit(f"unknown revision {revision!r}: {done.stderr.strip()}")
     commit = done.stdout.strip()
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "--format=tar", commit],
+        ["git", "-C", str(repository), "archive", "--format=tar", commit],
         capture_output=True,
         check=True,
     ).stdout

@@ -12,7 +12,6 @@ import pytest
 
 from bench import compare
 from bench.report import Row
-from bench.targets import ROOT
 from bench.workloads import Churn, Sysbench
 
 
@@ -80,17 +79,26 @@ def test_table_names_the_commits() -> None:
     assert "| 1.50x |" in lines[3]
 
 
+def _git(repository: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(repository), *args], capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
 def test_extract_writes_the_commit_tree(tmp_path: Path) -> None:
     """
-    A revision's tree is extracted (the proxy can run from it) and its short id returned.
+    A revision's tree is extracted as it was in that commit, and its short id returned.
     """
-    head = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    assert compare.extract("HEAD", tmp_path / "tree") == head
-    assert (tmp_path / "tree" / "obproxy_tx" / "tap.py").is_file()
+    repository = tmp_path / "repo"
+    (repository / "obproxy_tx").mkdir(parents=True)
+    _git(repository, "init", "-q")
+    for content in ("first", "second"):
+        (repository / "obproxy_tx" / "tap.py").write_text(content)
+        _git(repository, "add", "obproxy_tx/tap.py")
+        _git(repository, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", content)
+    first = _git(repository, "rev-parse", "--short", "HEAD~1")
+    assert compare.extract("HEAD~1", tmp_path / "tree", repository) == first
+    assert (tmp_path / "tree" / "obproxy_tx" / "tap.py").read_text() == "first"
     with pytest.raises(SystemExit, match="unknown revision"):
-        compare.extract("no-such-revision-anywhere", tmp_path / "other")
+        compare.extract("no-such-revision-anywhere", tmp_path / "other", repository)
