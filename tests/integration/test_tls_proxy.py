@@ -159,6 +159,12 @@ def test_tls_on_both_sides_with_real_clients(
         with _connect(proxy, ca) as conn:
             out["client_cert"] = _peer_fingerprint(conn)
             out["backend_ssl"] = _one(conn, "SHOW SESSION STATUS LIKE 'Ssl_version'")
+            # A large answer streams through both TLS layers (backpressure included).
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT seq, REPEAT('y', 200) FROM seq_1_to_50000")
+                rows = cursor.fetchall()
+            out["large"] = (len(rows), rows[-1][0], len(rows[-1][1]))
+            out["blob"] = len(_one(conn, "SELECT REPEAT('z', 8000000)")[0])
             with conn.cursor(pymysql.cursors.DictCursor) as cursor:
                 cursor.execute("SHOW PROXYSESSION")
                 out["sessions"] = cursor.fetchall()
@@ -211,6 +217,8 @@ def test_tls_on_both_sides_with_real_clients(
     assert out["client_cert"] == _file_fingerprint(tls_certs.cert)
     # The backend's own view of the proxy's session: encrypted.
     assert out["backend_ssl"][1].startswith("TLSv1.")
+    assert out["large"] == (50000, 50000, 200)
+    assert out["blob"] == 8000000
     assert [row["using_ssl"] for row in out["sessions"]] == [1]
     assert [row["using_ssl"] for row in out["plain_sessions"]] == [0]
     assert out["tls_user"] == ("tls_user@%",)
