@@ -411,13 +411,35 @@ def quiet_figures(proxy: Proxy, settle: float) -> Tuple[int, int, int]:
 def check_ledger(
     servers: Dict[str, Server], workers: Sequence[SoakWorker]
 ) -> Tuple[Dict[str, int], List[str]]:
-    """The ledger figures and what is wrong with it."""
+    """The ledger figures and what is wrong with it, from the servers' ledger tables."""
     found: collections.Counter[int] = collections.Counter()
     for server in servers.values():
         found.update(ledger_ids(server))
-    acked = [group for worker in workers for group in worker.result["acked"]]
-    failed = [group for worker in workers for group in worker.result["failed"]]
-    unknown = [group for worker in workers for group in worker.result["unknown"]]
+    return judge_ledger(
+        found,
+        [group for worker in workers for group in worker.result["acked"]],
+        [group for worker in workers for group in worker.result["failed"]],
+        [group for worker in workers for group in worker.result["unknown"]],
+    )
+
+
+def judge_ledger(
+    found: collections.Counter[int],
+    acked: List[List[int]],
+    failed: List[List[int]],
+    unknown: List[List[int]],
+) -> Tuple[Dict[str, int], List[str]]:
+    """
+    Compare what the clients were told with the rows on the servers.
+
+    @param found: how many times each id is on the servers (all three together).
+    @param acked: the ids of each acknowledged commit (autocommit insert or transaction).
+    @param failed: those of each transaction that failed before its COMMIT was sent.
+    @param unknown: those of each commit whose answer was lost (in doubt).
+    @return: the figures, and a description of each problem: a row more than once, an
+        acknowledged commit not present exactly once, a failed transaction's row present, an
+        in-doubt commit partly present, a row no client wrote.
+    """
     problems = []
     twice = [ident for ident, count in found.items() if count > 1]
     if twice:

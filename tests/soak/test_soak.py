@@ -3,12 +3,13 @@ The soak test's short run in CI (issue 8): L{tests.soak.soak} for 45 seconds wit
 4 seconds (every kind at least once), in its own process; its figures are printed, and the
 checks it makes are asserted here again from its JSON figures.
 
-Also the pausable relay it stalls a backend with: paused, nothing moves; resumed, the held
-bytes arrive.
+The ledger judge is tested on its own (each kind of loss is found), and the pausable relay it
+stalls a backend with: paused, nothing moves; resumed, the held bytes arrive.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import socket
@@ -22,7 +23,7 @@ import pytest
 
 from tests.integration.ha_cluster import ha_instances
 from tests.soak.relay import PausableRelay
-from tests.soak.soak import FAULTS, FD_BOUND
+from tests.soak.soak import FAULTS, FD_BOUND, judge_ledger
 from tests.testbed import REPO_ROOT, Server
 
 __all__ = ["ha_instances"]  # the fixture, imported for pytest
@@ -95,3 +96,23 @@ def test_relay_pauses_and_resumes(echo: int) -> None:
     finally:
         relay.stop()
     assert relay.connections == 1
+
+
+def test_ledger_judge_finds_every_kind_of_loss() -> None:
+    """A clean ledger passes; a lost, doubled, leaked, torn or stray row is each reported."""
+    acked, failed, unknown = [[1], [2, 3, 4]], [[5, 6]], [[7, 8], [9]]
+    clean = collections.Counter([1, 2, 3, 4, 7, 8])
+    figures, problems = judge_ledger(clean, acked, failed, unknown)
+    assert problems == []
+    assert figures["acked_rows"] == figures["acked_rows_found"] == 4
+    assert figures["in_doubt_commits_present"] == 1
+    cases = {
+        "acknowledged commits not present once": [2, 3, 4, 7, 8],
+        "more than once": [1, 1, 2, 3, 4],
+        "failed transactions present": [1, 2, 3, 4, 6],
+        "in-doubt commits partly present": [1, 2, 3, 4, 7],
+        "no client wrote": [1, 2, 3, 4, 99],
+    }
+    for expected, rows in cases.items():
+        _, problems = judge_ledger(collections.Counter(rows), acked, failed, unknown)
+        assert any(expected in problem for problem in problems), (expected, problems)
