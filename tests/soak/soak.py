@@ -24,7 +24,9 @@ three servers must hold every acknowledged row exactly once, nothing of a failed
 doubt transactions all or nothing, and nothing twice. The proxy's RSS and open file descriptors
 are taken at two quiet points (no client connected): after a warm-up run without faults, and
 after the run; they must be flat within L{RSS_BOUND_MIB} MiB + L{RSS_BOUND_RATIO} and
-L{FD_BOUND} descriptors. The figures are printed, and with C{--json FILE} also written there.
+L{FD_BOUND} descriptors; so must the connections of the clients' user on the three servers,
+and at the end none of them may still be running a statement (a large result whose client died
+must not go on running). The figures are printed, and with C{--json FILE} also written there.
 The exit status is 0 when every check holds, 1 otherwise (the failures are printed).
 """
 
@@ -49,7 +51,14 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 import pymysql
 import pymysql.cursors
 
-from tests.integration.ha_cluster import NAMES, ROWS, ledger_ids, start_cluster, stop_cluster
+from tests.integration.ha_cluster import (
+    NAMES,
+    ROWS,
+    direct,
+    ledger_ids,
+    start_cluster,
+    stop_cluster,
+)
 from tests.integration.ledger_load import Worker
 from tests.proxy_fixtures import verifier
 from tests.soak.relay import PausableRelay
@@ -408,6 +417,25 @@ def quiet_figures(proxy: Proxy, settle: float) -> Tuple[int, int, int]:
     return rss, fds, proxy.client_sessions()
 
 
+def backend_sessions(servers: Dict[str, Server], user: str) -> Tuple[int, int]:
+    """
+    The connections of C{user} on the three servers together, and how many of them are running
+    a statement (a query of a client that went away would still be running).
+    """
+    connections = running = 0
+    for server in servers.values():
+        with direct(server) as connection, connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COUNT(*), COALESCE(SUM(COMMAND = 'Query'), 0) "
+                "FROM information_schema.PROCESSLIST WHERE USER = %s",
+                (user,),
+            )
+            row = cursor.fetchone()
+            connections += int(row[0])
+            running += int(row[1])
+    return connections, running
+
+
 def check_ledger(
     servers: Dict[str, Server], workers: Sequence[SoakWorker]
 ) -> Tuple[Dict[str, int], List[str]]:
@@ -493,11 +521,13 @@ def soak(options: argparse.Namespace) -> Dict[str, Any]:
         started_figures = proc_figures(proxy.process.pid)
         warm_workers, _, _ = run_clients(options, options.warmup, proxy, None, lambda at: None)
         start_rss, start_fds, start_left = quiet_figures(proxy, options.settle)
+        start_backend = backend_sessions(servers, native.user)
         workers, faults, wall_start = run_clients(
             options, options.minutes * 60, proxy, relay, sample, first=options.threads + 1
         )
         assert faults is not None
         end_rss, end_fds, end_left = quiet_figures(proxy, options.settle)
+        end_backend = backend_sessions(servers, native.user)
         stats = proxy.stats()
         ledger, ledger_problems = check_ledger(servers, warm_workers + workers)
         failures.extend(ledger_problems)
@@ -540,6 +570,13 @@ def soak(options: argparse.Namespace) -> Dict[str, Any]:
         failures.append(f"RSS grew from {start_rss} KiB to {end_rss} KiB (bound {rss_bound:.0f})")
     if end_fds > start_fds + FD_BOUND:
         failures.append(f"open fds grew from {start_fds} to {end_fds} (bound +{FD_BOUND})")
+    if end_backend[0] > start_backend[0] + FD_BOUND:
+        failures.append(
+            f"backend connections grew from {start_backend[0]} to {end_backend[0]} "
+            f"(bound +{FD_BOUND})"
+        )
+    if end_backend[1]:
+        failures.append(f"{end_backend[1]} statements still running on the backends at the end")
     if start_left or end_left:
         failures.append(f"client sessions left at the quiet points: {start_left}, {end_left}")
     if log_problems:
@@ -560,6 +597,8 @@ def soak(options: argparse.Namespace) -> Dict[str, Any]:
         "proxy_counters": {name: stats[name] for name in COUNTERS if name in stats},
         "proxy_rss_kib": {"at_launch": started_figures[0], "start": start_rss, "end": end_rss},
         "proxy_fds": {"at_launch": started_figures[1], "start": start_fds, "end": end_fds},
+        "backend_connections": {"start": start_backend[0], "end": end_backend[0]},
+        "backend_statements_running_at_end": end_backend[1],
         "samples": samples,
         "proxy_log": str(proxy.log),
         "log_problems": log_problems[:20],
@@ -581,6 +620,8 @@ def report(figures: Dict[str, Any]) -> str:
         f"  proxy counters: {figures['proxy_counters']}",
         f"  proxy RSS KiB: {figures['proxy_rss_kib']}, open fds: {figures['proxy_fds']} "
         f"(start/end: no client connected, start after the warm-up)",
+        f"  backend connections of the clients' user: {figures['backend_connections']}, "
+        f"statements running there at the end: {figures['backend_statements_running_at_end']}",
         "  samples under load (s, RSS KiB, fds): "
         + ", ".join(
             f"{at:g}/{rss}/{fds}"

@@ -34,7 +34,7 @@ def test_soak_short_run(ha_instances: Dict[str, Server], tmp_path: Path) -> None
     """
     45 s of 16 clients with faults: the ledger holds every acknowledged commit once and
     nothing of a failed transaction, every fault kind was injected, the proxy's fds and RSS
-    are flat, and its log has no traceback.
+    are flat, no statement is left running on a backend, and its log has no traceback.
     """
     figures_file = tmp_path / "soak.json"
     command = [sys.executable, "-m", "tests.soak", "--minutes=0.75", "--threads=16"]
@@ -58,6 +58,7 @@ def test_soak_short_run(ha_instances: Dict[str, Server], tmp_path: Path) -> None
     assert ledger["acked_rows_found"] == ledger["acked_rows"]
     assert ledger["failed_rows_found"] == 0
     assert figures["proxy_fds"]["end"] <= figures["proxy_fds"]["start"] + FD_BOUND
+    assert figures["backend_statements_running_at_end"] == 0
     assert figures["log_problems"] == []
 
 
