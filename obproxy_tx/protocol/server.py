@@ -111,6 +111,10 @@ _REQUEST_PUBLIC_KEY = b"\x02"
 
 #: Rows written per reactor turn when streaming.
 _ROWS_PER_TURN = 256
+#: Bytes of a client's pipelined commands held while one of its commands runs;
+#: past this the server stops reading it until the command is done, as a MySQL
+#: server (reading one command at a time) leaves the rest to TCP.
+PIPELINE_HOLD = 1 << 20
 #: Result sets with at most this many rows in a list are written in one go.
 _SMALL_RESULT = 1000
 
@@ -381,6 +385,8 @@ class MySQLServerProtocol(Protocol):
         self._busy = False
         self._processing = False
         self._closing = False
+        # Reading stopped: a pipelining client sent more than PIPELINE_HOLD while busy.
+        self._reading_paused = False
         self._handshake_timer: IDelayedCall | None = None
         self._idle_timer: IDelayedCall | None = None
         self._auth_plugin = MYSQL_NATIVE_PASSWORD
@@ -450,6 +456,14 @@ class MySQLServerProtocol(Protocol):
             return
         self._events.extend(events)
         self._process_events()
+        if (
+            self._busy
+            and not self._reading_paused
+            and self.connection.buffered_bytes > PIPELINE_HOLD
+            and self.transport is not None
+        ):
+            self._reading_paused = True
+            self.transport.pauseProducing()
 
     def _process_events(self) -> None:
         """
@@ -505,6 +519,9 @@ class MySQLServerProtocol(Protocol):
                 return
             if not self._closing:
                 self._process_events()
+                if self._reading_paused and not self._busy and self.transport is not None:
+                    self._reading_paused = False
+                    self.transport.resumeProducing()
 
         deferred.addBoth(done)
 

@@ -934,6 +934,16 @@ class _Connection:
         """
         return bool(self._framer.buffered)
 
+    @property
+    def buffered_bytes(self) -> int:
+        """
+        How many received bytes wait that were not handed out yet: what an
+        adapter checks to stop reading a peer that pipelines more than it
+        should hold (the connection itself never stops taking bytes).
+        """
+        buffered: int = self._framer.buffered
+        return buffered
+
     # --- bytes in ---------------------------------------------------------
 
     def receive_data(self, data: bytes) -> list[Event]:

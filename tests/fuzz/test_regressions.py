@@ -13,7 +13,7 @@ from twisted.logger import LogEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.test.iosim import connectedServerAndClient
 
-from obproxy_tx.protocol.client import MySQLClientProtocol, ServerError
+from obproxy_tx.protocol.client import MySQLClientProtocol, QueryResult, ServerError
 from obproxy_tx.wire.connection import Phase
 from obproxy_tx.wire.errors import ErrorCode
 from obproxy_tx.wire.framing import frame_payload
@@ -140,13 +140,70 @@ def test_proxy_bounds_what_a_pipelining_client_makes_it_hold() -> None:
         machine.clients[0].query("SELECT 'held'")
         machine.flush()
         side = machine.proxy_sides[0]
+        paused: list[bool] = []
+        side.transport.pauseProducing = lambda: paused.append(True)  # iosim's does nothing
         packet = frame_payload(b"\x03" + b"SELECT 1 " * 100, 0)[0]
         sent = 0
-        while sent < 16 << 20 and not side.transport.disconnecting:
-            if getattr(side.transport, "producerState", "producing") == "paused":
-                break
+        while sent < 16 << 20 and not side.transport.disconnecting and not paused:
             side.dataReceived(packet)
             sent += len(packet)
         assert side.conn._framer.buffered <= 4 << 20, f"{side.conn._framer.buffered} bytes held"
     finally:
         machine.teardown()
+
+
+def test_server_stops_reading_a_client_pipelining_too_much() -> None:
+    """
+    MySQLServerProtocol read a client without limit while one of its commands
+    ran (a session answering with a Deferred): every pipelined byte was held.
+    Past PIPELINE_HOLD bytes it now pauses the transport, and resumes once the
+    command is done and the pipelined commands are served.
+    """
+    from twisted.cred.portal import Portal
+    from twisted.internet.defer import Deferred
+
+    from obproxy_tx.auth import MySQLRealm
+    from obproxy_tx.protocol.interfaces import OK
+    from obproxy_tx.protocol.server import PIPELINE_HOLD, MySQLServerFactory
+
+    held: list[Deferred[Any]] = []
+
+    class HoldingSession(example.DemoSession):  # type: ignore[misc,name-defined]
+        def query(self, sql: str) -> Any:
+            if sql == "HOLD":
+                held.append(Deferred())
+                return held[-1]
+            return super().query(sql)
+
+    clock = Clock()
+    checker = example.make_checker()
+    database = example.DemoDatabase(checker)
+    portal = Portal(MySQLRealm(lambda user, info: HoldingSession(database, info)), [checker])
+    factory = MySQLServerFactory(portal, clock, auth_plugin_for=checker.plugin_for)
+    client, server, pump = connectedServerAndClient(
+        lambda: factory.buildProtocol(None),
+        lambda: MySQLClientProtocol(clock, "demo", "demo_pw"),
+        clock=clock,
+    )
+    pump.flush()
+    assert _outcome(client.ready) is client
+    states: list[str] = []
+    server.transport.pauseProducing = lambda: states.append("paused")
+    server.transport.resumeProducing = lambda: states.append("resumed")
+    pending = client.query("HOLD")
+    pump.flush()
+    assert held
+    # Commands a hostile client writes behind it (COM_STMT_SEND_LONG_DATA for
+    # no statement: 64 KiB each, no answer).
+    packet = frame_payload(b"\x18" + b"\x09\x00\x00\x00\x00\x00" + b"x" * 65536, 0)[0]
+    sent = 0
+    while not states and sent < 64 << 20:
+        server.dataReceived(packet)
+        sent += len(packet)
+    assert states == ["paused"], (states, sent)
+    assert server.connection.buffered_bytes <= PIPELINE_HOLD + len(packet)
+    held[0].callback(OK())
+    assert states == ["paused", "resumed"]
+    assert server.connection.buffered_bytes == 0
+    pump.flush()
+    assert isinstance(_outcome(pending), QueryResult)
