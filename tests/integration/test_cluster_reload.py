@@ -26,7 +26,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Iterator, List, Tuple
+from typing import Any, Iterator, List, Set, Tuple
 
 import pymysql  # type: ignore[import-untyped, unused-ignore]
 import pytest
@@ -127,13 +127,13 @@ def _congested_servers(port: int) -> List[Tuple[str, str]]:
         admin.close()
 
 
-def _proxy_connections_on(server: Server, user: str) -> int:
+def _connections_on(server: Server, user: str) -> Set[int]:
+    """The ids of C{user}'s connections on C{server}."""
     with direct(server) as connection:
         rows = run(
-            connection,
-            f"SELECT COUNT(*) FROM information_schema.processlist WHERE user = '{user}'",
+            connection, f"SELECT id FROM information_schema.processlist WHERE user = '{user}'"
         )
-    return int(rows[0][0])
+    return {int(row[0]) for row in rows}
 
 
 def test_sighup_adds_and_removes_servers_users_and_clusters(
@@ -146,6 +146,8 @@ def test_sighup_adds_and_removes_servers_users_and_clusters(
     x, y = mariadb, second
     native, admin = x.account("native"), x.account("admin")
     x_addr, y_addr = f"{x.host}:{x.port}", f"{y.host}:{y.port}"
+    # Connections on X that are not this proxy's (earlier tests' pools, if any).
+    before = _connections_on(x, native.user)
     port = free_port()
     conf = tmp_path / "conf.yaml"
     conf.write_text(_conf(port, [x], [(native.user, native.password)], spare=False))
@@ -219,7 +221,7 @@ def test_sighup_adds_and_removes_servers_users_and_clusters(
     with direct(x) as connection:
         assert run(connection, f"SELECT tag FROM {table} ORDER BY tag") == [("tx-1",), ("tx-2",)]
     assert _port_of(in_tx) == y.port
-    wait_until(lambda: _proxy_connections_on(x, native.user) == 0, "no session left on X")
+    wait_until(lambda: not _connections_on(x, native.user) - before, "no session left on X")
     all_closed = time.monotonic() - hup
     assert _congested_servers(port) == [("mdb", y_addr)]
     for connection in (idle, in_tx):
@@ -227,7 +229,8 @@ def test_sighup_adds_and_removes_servers_users_and_clusters(
     print(
         f"\nreload figures: SIGHUP to the first login on Y {first_on_y:.2f}s; "
         f"SIGHUP to X out of SHOW PROXYCONGESTION {out_of_table:.2f}s; "
-        f"to the last session on X closed {all_closed:.2f}s (after the COMMIT)"
+        f"to the last session on X closed {all_closed:.2f}s (after the COMMIT); "
+        f"the removed cluster's client got {told.value.args[0]}"
     )
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=30)
