@@ -15,10 +15,21 @@ from typing import Any
 import attrs
 import pytest
 from twisted.internet import defer
+from twisted.internet.address import IPv4Address
+from twisted.test import iosim
 
 from obproxy_tx.config import ClusterConfig, ProxyConfig, parse_server, set_item
 from obproxy_tx.session.retire import TICK, ClusterReload, cluster_removed_error
-from obproxy_tx.wire.packets import ComQuery, ComQuit, ERRPacket, OKPacket
+from obproxy_tx.wire.connection import ClientConnection
+from obproxy_tx.wire.packets import (
+    ComQuery,
+    ComQuit,
+    ERRPacket,
+    HandshakeResponse41,
+    HandshakeV10,
+    OKPacket,
+)
+from obproxy_tx.wire.scramble import native_password_response
 from tests.unit.session import test_client_session as harness_module
 from tests.unit.session.test_client_session import Harness
 from tests.unit.session.test_drain import _TransactionalBackend
@@ -238,3 +249,83 @@ def test_reload_without_cluster_changes_does_nothing_for_clusters(harness: Harne
     reload.apply = lambda *args: calls.append(args) or original(*args)  # type: ignore[method-assign]
     manager.reconfigure(set_item(manager.config, "client_max_connections", "9", origin="t"))
     assert calls == []
+
+
+class _SecondClient:
+    """Another client of the harness's manager, logging in by hand."""
+
+    def __init__(self, harness: Harness) -> None:
+        self.harness = harness
+        self.client = ClientConnection(harness_module.CLIENT_CAPS)
+        self.session: Any = harness.manager.listener_factory().buildProtocol(
+            IPv4Address("TCP", "127.0.0.1", 40001)
+        )
+        self.transport = iosim.FakeTransport(
+            self.session, isServer=True, peerAddress=IPv4Address("TCP", "127.0.0.1", 40001)
+        )
+        self.session.makeConnection(self.transport)
+        self.events: list[Any] = []
+
+    def read(self) -> None:
+        self.harness.flush()
+        data = b"".join(self.transport.stream)
+        self.transport.stream = []
+        if data:
+            self.events.extend(self.client.receive_data(data))
+
+    def log_in(self, user: str = "app") -> None:
+        """Send the login (the answer is read later)."""
+        self.read()
+        greeting = self.events.pop(0)
+        assert isinstance(greeting, HandshakeV10)
+        response = native_password_response(harness_module.PASSWORD, greeting.auth_plugin_data)
+        self.session.dataReceived(
+            self.client.send(
+                HandshakeResponse41(
+                    harness_module.CLIENT_CAPS,
+                    1 << 24,
+                    45,
+                    user,
+                    response,
+                    auth_plugin_name="mysql_native_password",
+                )
+            )
+        )
+
+
+def test_a_login_under_way_at_the_reload_gets_the_new_cluster(harness: Harness) -> None:
+    """
+    The reload happens while the login's verifier is being looked up (an await):
+    the session is admitted with the cluster as configured now, so it uses the new servers.
+    """
+    manager = harness.manager
+    looked_up: defer.Deferred[Any] = defer.Deferred()
+    original = manager.lookup_verifier
+
+    async def slow_lookup(*args: Any, **kwargs: Any) -> Any:
+        found = await original(*args, **kwargs)
+        await looked_up
+        return found
+
+    manager.lookup_verifier = slow_lookup  # type: ignore[method-assign]
+    second = _SecondClient(harness)
+    second.log_in()
+    second.read()
+    assert second.events == [] and second.session.cluster is None
+    manager.reconfigure(with_servers(manager.config, NEW))
+    looked_up.callback(None)
+    second.read()
+    assert isinstance(second.events[-1], OKPacket)
+    assert second.session.cluster is manager.config.clusters[0]
+    assert connected_to(harness)[-1] == NEW
+
+
+def test_a_login_naming_a_removed_cluster_is_refused(harness: Harness) -> None:
+    manager = harness.manager
+    manager.reconfigure(_removed(manager.config))
+    second = _SecondClient(harness)
+    second.log_in("app@sys#c1")
+    second.read()
+    refusal = second.events[-1]
+    assert isinstance(refusal, ERRPacket) and refusal.error_code == 1045
+    assert "cluster 'c1' is not configured" in refusal.message
