@@ -288,6 +288,11 @@ class ServerSession(Protocol):
         if passthrough is not None:
             passthrough(self, data)
             return
+        if self.conn.phase is Phase.ERROR:
+            # Broken (the server broke the protocol, or a packet could not be
+            # sent): the connection is being aborted; what still arrives
+            # means nothing, and the conversation would refuse it.
+            return
         try:
             events = self.conn.receive_data(data)
         except RemoteProtocolError as exc:

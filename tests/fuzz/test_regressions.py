@@ -137,7 +137,7 @@ def test_proxy_bounds_what_a_pipelining_client_makes_it_hold() -> None:
         machine.two_clients()
         for backend, _ in machine.backends:
             backend._answer = lambda packet: None  # type: ignore[method-assign]
-        machine.clients[0].query("SELECT 'held'")
+        machine.clients[0].query("SELECT 'held'").addErrback(lambda failure: None)
         machine.flush()
         side = machine.proxy_sides[0]
         paused: list[bool] = []
@@ -207,3 +207,23 @@ def test_server_stops_reading_a_client_pipelining_too_much() -> None:
     assert server.connection.buffered_bytes == 0
     pump.flush()
     assert isinstance(_outcome(pending), QueryResult)
+
+
+def test_server_session_ignores_bytes_once_broken() -> None:
+    """
+    A backend's bytes arriving after its server session broke (its
+    conversation in ERROR, the connection being aborted) reached the
+    conversation, which raised LocalProtocolError out of dataReceived into
+    the reactor. Now they are dropped; the proxy goes on serving.
+    """
+    from tests.fuzz.test_proxy_conversations import ProxyConversation
+
+    machine = ProxyConversation()
+    try:
+        machine.two_clients()
+        machine.garbage_from_backend(b"\x00", which=2, query=False)
+        machine.garbage_from_backend(b"\x00\x00\x00\x00", which=8, query=True)
+        machine.a_new_client_is_served()
+        machine.nothing_unexpected_logged()
+    finally:
+        machine.teardown()
