@@ -4,8 +4,9 @@ Run every atheris target (L{fuzz.targets}) for a bounded time: what CI runs
 for a longer hunt).
 
 Each target starts from seeds made of the captured traffic in
-C{fuzz/corpus/} (the recordings for C{replay}; each side's byte stream for
-C{framer}; each packet's payload for C{decoders}), copied to a work
+C{fuzz/corpus/} (the recordings for C{replay}, from after the login for
+C{proxy}; each side's byte stream for C{framer}; each packet's payload for
+C{decoders}), copied to a work
 directory so the committed corpus stays as captured. libFuzzer's own limits
 make a hang (C{-timeout}, seconds per input) and unbounded memory
 (C{-rss_limit_mb}) crashes too. A crash leaves its input in
@@ -26,14 +27,14 @@ import time
 from pathlib import Path
 from typing import Dict, Iterator, List
 
-from fuzz.replay import CLIENT, SERVER, parse_records
+from fuzz.replay import CLIENT, SERVER, encode_records, parse_records
 
 ROOT = Path(__file__).resolve().parent
 CORPUS = ROOT / "corpus"
 ARTIFACTS = ROOT / "artifacts"
-TARGETS = ("replay", "framer", "decoders")
+TARGETS = ("replay", "proxy", "framer", "decoders")
 #: The share of the total time each target gets (the replay covers the most code).
-SHARES = {"replay": 0.5, "framer": 0.2, "decoders": 0.3}
+SHARES = {"replay": 0.35, "proxy": 0.3, "framer": 0.15, "decoders": 0.2}
 
 
 def _streams(recording: bytes) -> Dict[int, bytes]:
@@ -53,6 +54,18 @@ def _payloads(stream: bytes) -> Iterator[bytes]:
         position += 4 + length
 
 
+def after_login(recording: bytes) -> bytes:
+    """
+    The records of a recording after the login's OK (the C{proxy} target
+    logs its client in itself).
+    """
+    records = list(parse_records(recording[1:]))
+    for index, (direction, chunk) in enumerate(records):
+        if direction == SERVER and len(chunk) > 4 and chunk[4] == 0x00 and index > 1:
+            return recording[:1] + encode_records(records[index + 1 :])
+    return recording
+
+
 def seed(target: str, directory: Path) -> int:
     """
     Write the seeds of C{target} into C{directory}.
@@ -70,6 +83,9 @@ def seed(target: str, directory: Path) -> int:
         recording = path.read_bytes()
         if target == "replay":
             write(recording)
+            continue
+        if target == "proxy":
+            write(after_login(recording))
             continue
         streams = _streams(recording)
         if target == "framer":

@@ -8,7 +8,11 @@ saves the input) when anything but the documented protocol error escapes.
     zstd), in two chunkings, with a small packet limit: packets, or a
     L{RemoteProtocolError}; never more than one packet held;
   - C{decoders}: the first byte picks a packet decoder, the next eight the
-    capabilities, the rest is the payload: a packet or a L{RemoteProtocolError}.
+    capabilities, the rest is the payload: a packet or a L{RemoteProtocolError};
+  - C{proxy}: a recording's client bytes into a logged-in client session of
+    the proxy itself, its server bytes from that client's backend
+    (L{fuzz.proxy}): nothing escapes the sessions, nothing unexpected is
+    logged, and a new client is served afterwards.
 
 Run one with atheris's (libFuzzer's) options::
 
@@ -26,6 +30,7 @@ from typing import Callable, Dict
 import atheris  # type: ignore[import-untyped]
 
 with atheris.instrument_imports(include=["obproxy_tx", "fuzz"]):
+    from fuzz.proxy import run_proxy
     from fuzz.replay import replay
     from obproxy_tx.wire import packets as p
     from obproxy_tx.wire.compression import CompressedFramer
@@ -125,10 +130,16 @@ def target_decoders(data: bytes) -> None:
             raise AssertionError(f"a protocol error without a MySQL code: {exc!r}") from exc
 
 
+def target_proxy(data: bytes) -> None:
+    """A recording's bytes through the proxy's sessions (see L{fuzz.proxy.run_proxy})."""
+    run_proxy(data)
+
+
 TARGETS: Dict[str, Callable[[bytes], None]] = {
     "replay": target_replay,
     "framer": target_framer,
     "decoders": target_decoders,
+    "proxy": target_proxy,
 }
 
 

@@ -2798,7 +2798,9 @@ class ClientSession(Protocol):
         ss.machine.activate()
         self.bound = None
         try:
-            answer = await ss.request(ComQuery(("SELECT " + ", ".join(refs)).encode()))
+            # Names come from the client's SQL, read with surrogateescape.
+            select = ("SELECT " + ", ".join(refs)).encode("utf-8", "surrogateescape")
+            answer = await ss.request(ComQuery(select))
         except ServerSessionLostError:
             return
         finally:

@@ -42,6 +42,7 @@ __all__ = [
     "VarClass",
     "build_set_statement",
     "classify_sys_var",
+    "is_sys_var_name",
     "modified_type",
     "plan_sync",
     "quote_string",
@@ -309,6 +310,16 @@ def sys_var_literal(value: SqlValue, *, no_backslash_escapes: bool = False) -> s
     if isinstance(value, str) and _NUMBER_RE.match(value):
         return value
     return sql_literal(value, no_backslash_escapes=no_backslash_escapes)
+
+
+def is_sys_var_name(name: str) -> bool:
+    """
+    Whether C{name} can be written as a system variable in the C{SET}
+    statements of a sync (a plain identifier).
+
+    @param name: the variable's name.
+    """
+    return _SYS_VAR_NAME_RE.match(name) is not None
 
 
 def _sys_var_target(name: str) -> str:

@@ -50,6 +50,7 @@ from obproxy_tx.session.sync import (
     SyncPlan,
     VarClass,
     classify_sys_var,
+    is_sys_var_name,
     plan_sync,
 )
 
@@ -791,6 +792,11 @@ class SessionState:
         """
         bumped = []
         for name, value in values:
+            if not is_sys_var_name(name):
+                # No SET can restore it on another server session (a name the
+                # server took but no plain identifier): syncing it would fail
+                # the session. Not tracked.
+                continue
             lowered = name.lower()
             var_class = classify_sys_var(lowered)
             if var_class is VarClass.LAST_INSERT_ID:

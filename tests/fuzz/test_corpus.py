@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from fuzz import replay as r
 from fuzz import run
+from fuzz.proxy import run_proxy
 from obproxy_tx.wire.connection import Phase
 from tests.fuzz.budget import examples
 
@@ -81,6 +82,16 @@ def test_mutated_recordings(which: int, flips: list[tuple[int, int]]) -> None:
     for position, value in flips:
         data[position % len(data)] = value
     r.replay(bytes(data))
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.stem)
+def test_recorded_commands_through_the_proxy_sessions(path: Path) -> None:
+    """
+    The proxy target's seeds (each recording from after its login) through the
+    proxy's own sessions: nothing escapes, nothing unexpected is logged, and
+    a new client is served afterwards (run_proxy raises otherwise).
+    """
+    run_proxy(run.after_login(path.read_bytes()))
 
 
 def test_runner_seeds(tmp_path: Path) -> None:

@@ -22,90 +22,18 @@ from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.test import iosim
 
+from fuzz.proxy import PASSWORD, Backend
 from obproxy_tx.config import parse_config
 from obproxy_tx.protocol.client import MySQLClientProtocol, QueryResult, ServerError
 from obproxy_tx.session.manager import SessionManager
-from obproxy_tx.wire.connection import ServerConnection
-from obproxy_tx.wire.constants import Capability, ColumnFlag, ColumnType, ServerStatus
-from obproxy_tx.wire.packets import (
-    ColumnCount,
-    ColumnDefinition41,
-    ComQuery,
-    ComStmtExecute,
-    ComStmtPrepare,
-    HandshakeResponse41,
-    HandshakeV10,
-    OKPacket,
-    StmtPrepareOK,
-    TextRow,
-)
 from obproxy_tx.wire.scramble import native_password_verifier
 from tests.fuzz.budget import examples
 from tests.fuzz.test_conversations import hostile
-
-BACKEND_CAPS = Capability(0x009FF7FF)
-AUTOCOMMIT = ServerStatus.SERVER_STATUS_AUTOCOMMIT
-PASSWORD = "secret"
-
-
-class Backend(Protocol):
-    """
-    A scripted server that accepts any login: C{SELECT ...} gets a one-row
-    result echoing the query, anything else an OK whose info is the query;
-    a prepared statement takes no parameters and executes to an OK.
-    """
-
-    transport: Any
-
-    def __init__(self) -> None:
-        self.conn = ServerConnection(BACKEND_CAPS)
-        self.statements = 0
-
-    def connectionMade(self) -> None:  # noqa: N802
-        self.transport.write(
-            self.conn.send(HandshakeV10("5.7.25-fake", 7, b"B" * 20, BACKEND_CAPS, 45, AUTOCOMMIT))
-        )
-
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        try:
-            events = self.conn.receive_data(data)
-        except Exception:
-            self.transport.loseConnection()
-            return
-        for packet in events:
-            self._answer(packet)
-
-    def _answer(self, packet: Any) -> None:
-        conn = self.conn
-        if isinstance(packet, HandshakeResponse41):
-            self.transport.write(conn.send(OKPacket(status_flags=AUTOCOMMIT)))
-        elif isinstance(packet, ComQuery) and packet.query[:6].upper() == b"SELECT":
-            column = ColumnDefinition41(
-                name=b"q",
-                character_set=45,
-                column_length=80,
-                column_type=ColumnType.MYSQL_TYPE_VAR_STRING,
-                flags=ColumnFlag(0),
-            )
-            packets: list[Any] = [ColumnCount(1), column]
-            packets.append(conn.end_of_rows(AUTOCOMMIT))  # the EOF after the columns
-            packets += [TextRow((packet.query,)), conn.end_of_rows(AUTOCOMMIT)]
-            self.transport.write(conn.send_many(packets))
-        elif isinstance(packet, ComQuery):
-            self.transport.write(conn.send(OKPacket(status_flags=AUTOCOMMIT, info=packet.query)))
-        elif isinstance(packet, ComStmtPrepare):
-            self.statements += 1
-            self.transport.write(conn.send(StmtPrepareOK(self.statements, 0, 0, 0)))
-        elif isinstance(packet, ComStmtExecute):
-            self.transport.write(conn.send(OKPacket(status_flags=AUTOCOMMIT, info=b"executed")))
-        elif conn.our_turn:
-            self.transport.write(conn.send(OKPacket(status_flags=AUTOCOMMIT)))
 
 
 def _note(what: str) -> None:

@@ -227,3 +227,49 @@ def test_server_session_ignores_bytes_once_broken() -> None:
         machine.nothing_unexpected_logged()
     finally:
         machine.teardown()
+
+
+def test_set_of_a_variable_named_in_invalid_utf8_keeps_the_session() -> None:
+    """
+    The proxy reads back variables a SET changed that the server did not
+    report; it built that SELECT from the client's text (read with
+    surrogateescape) and encoded it strictly: a name in invalid UTF-8 raised
+    UnicodeEncodeError and the client session died with an internal error.
+    Found by the atheris proxy target.
+    """
+    from fuzz.proxy import ProxyHarness
+    from obproxy_tx.wire.packets import ComQuery, OKPacket
+
+    failures: list[LogEvent] = []
+    observer = lambda event: failures.append(event) if "log_failure" in event else None  # noqa: E731
+    globalLogPublisher.addObserver(observer)
+    try:
+        harness = ProxyHarness()
+        client = harness.raw_client()
+        client.session.dataReceived(client.conn.send(ComQuery(b"SET autocommi\xfd = OFF")))
+        harness.flush()
+        assert [type(e) for e in client.read()] == [OKPacket]
+        assert client.conn.phase is Phase.COMMAND_IDLE
+        assert harness.backends[-1][0].conn.command is None
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert not failures, [event.get("log_format") for event in failures]
+
+
+def test_a_variable_no_set_can_restore_is_not_tracked() -> None:
+    """
+    A system variable the server took under a name that is no plain
+    identifier (``SET aut\\xa7commit = OFF`` answered OK by a lenient backend,
+    read back by the proxy) was tracked; syncing another server session then
+    raised ValueError building its SET, and the client session died. Such a
+    name is not tracked now (no SET could restore it). Found by the atheris
+    proxy target.
+    """
+    from obproxy_tx.session.sync import SessionVarVersions
+    from obproxy_tx.session.tracking import SessionState
+
+    state = SessionState()
+    state.set_sys_vars([("aut\udca7commit", "OFF"), ("wait_timeout", "10")])
+    assert state.sys_vars == {"wait_timeout": "10"}
+    plan = state.plan(SessionVarVersions())
+    assert plan.statement is not None and "wait_timeout" in plan.statement
