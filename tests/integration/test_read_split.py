@@ -285,6 +285,13 @@ def test_stopped_replication_takes_the_replica_out_and_back(
             run(pair.replica, ["STOP SLAVE"])
             try:
                 out["out"] = _weak_reads_until(cursor, PRIMARY)
+                # The read may move before the monitor records why (a lost server session
+                # alone sends it to the primary); the monitor takes the replica out soon after.
+                _until(
+                    lambda: proxy.manager.replica_monitor.table.health(address).reason,
+                    timeout=10,
+                    what="the monitor taking the replica out",
+                )
                 out["reason"] = proxy.manager.replica_monitor.table.health(address).reason
             finally:
                 run(pair.replica, ["START SLAVE"])
@@ -374,6 +381,13 @@ def test_crashed_replica_is_skipped_and_back_after_restart(
             restarted = False
             try:
                 out["out"] = _weak_reads_until(cursor, PRIMARY)
+                # The read may move before the monitor records why (a lost server session
+                # alone sends it to the primary); the monitor takes the replica out soon after.
+                _until(
+                    lambda: proxy.manager.replica_monitor.table.health(address).reason,
+                    timeout=10,
+                    what="the monitor taking the replica out",
+                )
                 out["reason"] = proxy.manager.replica_monitor.table.health(address).reason
                 began = time.monotonic()
                 restart_replica(pair)
