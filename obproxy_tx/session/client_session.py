@@ -46,6 +46,7 @@ from obproxy_tx.admin.registry import BAD_INTERNAL_CMD, Recognised
 from obproxy_tx.config import BackendServer, ClusterConfig, ClusterType, LoginMode, parse_server
 from obproxy_tx.ha.congestion import means_unavailable
 from obproxy_tx.logs import Logger
+from obproxy_tx.protocol.server import PIPELINE_HOLD
 from obproxy_tx.session.fastwrite import no_delay, write_now
 from obproxy_tx.session.limits import ServerBusyError
 from obproxy_tx.session.login import LoginName, LoginNameError, SpecialUser, parse_login_name
@@ -405,6 +406,7 @@ class ClientSession(Protocol):
         "_pauser",
         "_pending_change",
         "_processing",
+        "_reading_held",
         "_producer",
         "_proxysys",
         "_query_limit",
@@ -483,6 +485,8 @@ class ClientSession(Protocol):
         self._response: HandshakeResponse41 | None = None
         # Client events not served yet (made when the first one has to wait).
         self._events: collections.deque[Any] | None = None
+        # Reading stopped because a pipelining client sent too much while busy.
+        self._reading_held = False
         self._busy = False
         self._running: object | None = None
         self._processing = False
@@ -807,6 +811,12 @@ class ClientSession(Protocol):
             self._watch_net_read()
         self._queue().extend(events)
         self._process()
+        if self._busy and conn.buffered_bytes > PIPELINE_HOLD and not self._closed:
+            # A client pipelining past PIPELINE_HOLD while its command runs: stop
+            # reading it, as a MySQL server reading one command at a time leaves the
+            # rest to TCP; _process reads on once the backlog is served.
+            self._reading_held = True
+            self.transport.pauseProducing()
 
     def _queue(self) -> collections.deque[Any]:
         events = self._events
@@ -1152,6 +1162,9 @@ class ClientSession(Protocol):
             self._serve_queue()
         finally:
             self._processing = False
+        if self._reading_held and self.conn.buffered_bytes <= PIPELINE_HOLD and not self._closed:
+            self._reading_held = False
+            self.transport.resumeProducing()
 
     def _serve_queue(self) -> None:
         while not self._busy and not self._closed and not self._closing:

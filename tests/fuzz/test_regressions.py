@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.test.iosim import connectedServerAndClient
 
 from obproxy_tx.protocol.client import MySQLClientProtocol, QueryResult, ServerError
+from obproxy_tx.protocol.server import PIPELINE_HOLD
 from obproxy_tx.wire.connection import Phase
 from obproxy_tx.wire.errors import ErrorCode
 from obproxy_tx.wire.framing import frame_payload
@@ -118,17 +118,13 @@ def test_bytes_after_a_refused_command_are_ignored() -> None:
     assert not failures, [event.get("log_format") for event in failures]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: the proxy's client session reads a pipelining client without limit while "
-    "its command runs (ClientSession.dataReceived, P5's hot path: fix there with backpressure)",
-)
 def test_proxy_bounds_what_a_pipelining_client_makes_it_hold() -> None:
     """
     A client that pipelines commands while its first one runs on a backend
     that does not answer: the proxy must stop reading it (as a MySQL server,
     which reads one command at a time, lets TCP hold the rest) instead of
-    buffering everything it sends. Today it holds all of it (18 MB here).
+    buffering everything it sends (it held all of it, 18 MB here, before
+    ClientSession paused reading past PIPELINE_HOLD).
     """
     from tests.fuzz.test_proxy_conversations import ProxyConversation
 
@@ -273,3 +269,41 @@ def test_a_variable_no_set_can_restore_is_not_tracked() -> None:
     assert state.sys_vars == {"wait_timeout": "10"}
     plan = state.plan(SessionVarVersions())
     assert plan.statement is not None and "wait_timeout" in plan.statement
+
+
+def test_proxy_reads_a_held_pipelining_client_again_once_served() -> None:
+    """
+    The other half of the bound above: once the command that was running is
+    answered and the backlog is served below PIPELINE_HOLD, the proxy reads
+    the client again.
+    """
+    from tests.fuzz.test_proxy_conversations import ProxyConversation
+
+    machine = ProxyConversation()
+    try:
+        machine.two_clients()
+        held: list[tuple[Any, Any]] = []
+        for backend, _ in machine.backends:
+            backend._answer = lambda packet, b=backend: held.append((b, packet))  # type: ignore[method-assign]
+        machine.clients[0].query("SELECT 'held'").addErrback(lambda failure: None)
+        machine.flush()
+        side = machine.proxy_sides[0]
+        calls: list[str] = []
+        side.transport.pauseProducing = lambda: calls.append("pause")
+        side.transport.resumeProducing = lambda: calls.append("resume")
+        packet = frame_payload(b"\x03" + b"SELECT 1 " * 100, 0)[0]
+        while "pause" not in calls:
+            side.dataReceived(packet)
+        assert calls == ["pause"]
+        for backend, _ in machine.backends:
+            del backend._answer  # the class's own again
+        for backend, packet_held in held:
+            backend._answer(packet_held)
+        for _ in range(100):
+            machine.flush()
+            if "resume" in calls:
+                break
+        assert calls == ["pause", "resume"]
+        assert side.conn.buffered_bytes <= PIPELINE_HOLD
+    finally:
+        machine.teardown()
