@@ -875,6 +875,11 @@ class ClientSession(Protocol):
         """
         self._closing = True
         if not self._closed:
+            if self._producer is not None:
+                # loseConnection waits for a registered producer: over TLS the
+                # connection would never close (see server_session._let_go_of_producer).
+                self._producer = None
+                self.transport.unregisterProducer()
             self.transport.loseConnection()
 
     def _protocol_failed(self, exc: ProtocolError) -> None:

@@ -545,7 +545,24 @@ class ServerSession(Protocol):
             if quit and self.conn.phase is Phase.COMMAND_IDLE:
                 with contextlib.suppress(ProtocolError):
                     transport.write(self.conn.send(ComQuit()))
+            _let_go_of_producer(transport)
             transport.loseConnection()
+
+
+def _let_go_of_producer(transport: Any) -> None:
+    """
+    Unregister the producer of C{transport} (a client's transport, paused
+    and resumed with this connection's buffer) before closing it: Twisted's
+    C{loseConnection} waits for a registered producer. A TLS transport does
+    not close at all while one is registered, and a TCP one whose producer
+    is paused resumes it instead of closing once its buffer has drained; the
+    connection, and its slot under C{server_max_connections}, would stay.
+    """
+    if (
+        getattr(transport, "producer", None) is not None
+        or getattr(transport, "_producer", None) is not None
+    ):
+        transport.unregisterProducer()
 
 
 class _OneSession(Factory):
