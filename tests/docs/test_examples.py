@@ -328,18 +328,40 @@ def test_toml(block: Block) -> None:
 
 
 @pytest.mark.parametrize("block", _by("sql"), ids=str)
-def test_sql(block: Block) -> None:
+def test_sql(
+    block: Block, tmp_path: Path, mariadb: Server, seekdb: Server, tls_certs: TLSCerts
+) -> None:
     """
-    The admin statements shown are recognised, grammar and all, by the command registry.
+    The admin statements shown are recognised, grammar and all, by the command registry, and
+    run: one C{mariadb} session as C{root@sys} through a C{twistd obproxy} in front of seekdb
+    (examples/conf.yaml), where each must succeed (a SHOW of items answers rows).
     """
     from obproxy_tx.admin.registry import CommandRegistry
 
     registry = CommandRegistry.from_plugins()
+    statements = []
     for statement in block.code.split(";"):
         sql = re.sub(r"--[^\n]*", "", statement).strip()
         if sql:
             found = registry.recognise(sql.encode())
             assert found is not None and found.match is not None, sql
+            statements.append(sql)
+    shell = PageShell(tmp_path, mariadb, seekdb, Path(tls_certs.ca).parent)
+    port = shell.ports["2883"]
+    try:
+        shell.start(f"twistd -n obproxy -c {shell.conf()} -p {port}", f"tcp:127.0.0.1:{port}")
+        for sql in statements:
+            out = shell.run(
+                f"mariadb --batch -h127.0.0.1 -P{port} -uroot@sys -e {shlex.quote(sql)}"
+            )
+            if sql.upper().startswith("SHOW") and "DIFF" not in sql.upper():
+                # The header and a row at least (a DIFF may have none: nothing changed yet).
+                assert len(out.splitlines()) >= 2, (sql, out)
+    except BaseException:
+        print("\n".join(shell.log))
+        raise
+    finally:
+        shell.close()
 
 
 #: Command lines that are not run, each with why (matched at the start of the line, after its
