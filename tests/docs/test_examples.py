@@ -2,12 +2,13 @@
 Every code example in the docs (the Sphinx pages in C{docs/} and the README) is run or checked
 here, by its language:
 
-  - C{python}: a complete program is run (C{docs/embedding.md}); a C{.tac} file is executed and
-    must build the service; the fragments of L{RUN_IN_CONTEXT} are run with what they take as
-    given, and a C{mariadb} client must get its answers from them (the proxy core started by
-    hand in front of seekdb, a protocol-framework session); a fragment quoted from an example
-    file must be in that file, line by line and in order (the example files are run by their
-    own tests), or the test fails; only the L{SKETCHES} are just compiled, each with why.
+  - C{python}: a complete program is run (C{docs/embedding.md}); a C{.tac} file is run by
+    C{twistd -ny} and a client logs in through it; the fragments of L{RUN_IN_CONTEXT} are run
+    with what they take as given, and a C{mariadb} client must get its answers from them (the
+    proxy core started by hand in front of seekdb, a protocol-framework session); a fragment
+    quoted from an example file must be in that file, line by line and in order (the example
+    files are run by their own tests), or the test fails; only the L{SKETCHES} are just
+    compiled, each with why.
   - C{yaml}: a configuration, loaded by the proxy's own parser (L{parse_config}); the one a page
     starts a proxy with (TLS on both sides) is run by the page's shell examples.
   - C{toml}: parsed, and equal to the file it shows.
@@ -223,7 +224,9 @@ def _quoted_from(code: str, source: Path) -> List[str]:
 
 
 @pytest.mark.parametrize("block", _by("python"), ids=str)
-def test_python(block: Block, tmp_path: Path, seekdb: Server) -> None:
+def test_python(
+    block: Block, tmp_path: Path, mariadb: Server, seekdb: Server, tls_certs: TLSCerts
+) -> None:
     """
     Python examples: run (a whole program, a .tac file, or a fragment with what it takes as
     given), or quoted line by line and in order from an example file that its tests run. A
@@ -235,11 +238,18 @@ def test_python(block: Block, tmp_path: Path, seekdb: Server) -> None:
         assert "greets with protocol version 10" in out
         return
     if "Application(" in code and "load_config(" in code:
-        # A .tac file: with a configuration file where it says, it builds the service tree.
-        (tmp_path / "conf.yaml").write_bytes((ROOT / "examples" / "conf.yaml").read_bytes())
-        tac = code + "\nfrom twisted.application.service import IServiceCollection\n"
-        tac += "print(len(list(IServiceCollection(application))))\n"
-        assert _run_python(tac, tmp_path).strip() == "1"
+        # A .tac file, run by twistd -y as the page says, with its configuration file and
+        # servers the test's: a client logs in through it.
+        shell = PageShell(tmp_path, mariadb, seekdb, Path(tls_certs.ca).parent)
+        tac = tmp_path / "obproxy.tac"
+        tac.write_text(shell.fill(code), encoding="utf-8")
+        port = shell.ports["2883"]
+        try:
+            shell.start(f"twistd -ny {tac} --pidfile=", f"tcp:127.0.0.1:{port}")
+            shell.mysql_check(f"-h127.0.0.1 -P{port} -uroot@sys")
+        finally:
+            shell.close()
+            print("\n".join(shell.log))
         return
     if block.page in RUN_IN_CONTEXT:
         _run_in_context(block, tmp_path, seekdb)
