@@ -457,11 +457,25 @@ def _client_args(listens: str) -> str:
     return f"-h{host} -P{port}"
 
 
+#: Items whose values C{-o} lines set, checked with SHOW PROXYCONFIG once the proxy runs
+#: (the credentials and endpoint strings are not shown as written).
+CHECKED_ITEMS = {"proxy_id", "mysql_version", "client_max_connections", "work_thread_num"}
+
+
 def _login_check(shell: PageShell, line: str, listens: str) -> None:
     # A reader's first step: log in through the proxy and run a statement on the backend.
     # A MariaDB account the proxy learned, or examples/conf.yaml's seekdb root (no password).
     user = "-unative_user -pnative_pw" if "mariadb.yaml" in line else "-uroot@sys"
     shell.mysql_check(f"{_client_args(listens)} {user}")
+    # The items the line sets are the proxy's (as its admin command shows them).
+    words = split_line(line)
+    items = [w for at, w in enumerate(words[1:], 1) if words[at - 1] == "-o"]
+    for item in ",".join(items).split(","):
+        name, _, value = item.partition("=")
+        if name in CHECKED_ITEMS:
+            sql = shlex.quote(f"SHOW PROXYCONFIG LIKE '{name}'")
+            out = shell.run(f"mariadb -N --batch {_client_args(listens)} -uroot@sys -e {sql}")
+            assert out.split("\t")[:2] == [name, value], (item, out)
     if shell.plugins_installed:
         out = shell.run(f"mariadb --batch {_client_args(listens)} {user} -e 'SHOW PROXYBACKENDS'")
         assert out.startswith("cluster_name\t"), out
