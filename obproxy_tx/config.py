@@ -892,6 +892,16 @@ _ITEM_LIST = [
         maximum=1 << 30,
     ),
     _item(
+        "max_pending_logins_per_ip",
+        _K.INT,
+        32,
+        "most connections of one client address that have not logged in yet (a slowloris "
+        "holding client_max_connections); one more is answered with ERR 1040 at once and "
+        "closed, counting towards nothing; 0 means no limit",
+        minimum=0,
+        maximum=2**31 - 1,
+    ),
+    _item(
         "login_failure_threshold",
         _K.INT,
         5,
@@ -1392,6 +1402,7 @@ class ProxyConfig:
     server_max_connections: int = _item_field("server_max_connections")
     server_session_wait_timeout: float = _item_field("server_session_wait_timeout")
     max_client_packet_size: int = _item_field("max_client_packet_size")
+    max_pending_logins_per_ip: int = _item_field("max_pending_logins_per_ip")
     login_failure_threshold: int = _item_field("login_failure_threshold")
     login_failure_delay: float = _item_field("login_failure_delay")
     login_failure_max_delay: float = _item_field("login_failure_max_delay")

@@ -1437,6 +1437,7 @@ class ClientSession(Protocol):
         if self._login_timer is not None and self._login_timer.active():
             self._login_timer.cancel()
         self._login_timer = None
+        self.manager.login_done(self)
         self.manager.stats.client_logins += 1
         self._watch_idle()
         self._send(OKPacket(status_flags=ServerStatus.SERVER_STATUS_AUTOCOMMIT))
@@ -1485,6 +1486,7 @@ class ClientSession(Protocol):
         if self._login_timer is not None and self._login_timer.active():
             self._login_timer.cancel()
         self._login_timer = None
+        self.manager.login_done(self)
         self._in_transaction = False
         self._watch_idle()
         self._follow_query_timeout()

@@ -40,6 +40,7 @@ from obproxy_tx.session.ids import (
     make_proxy_sessid,
 )
 from obproxy_tx.session.limits import ClientCounts, ServerSlots, admit_client
+from obproxy_tx.session.pending import PendingLogins, RefusedConnection, too_many_pending_logins
 from obproxy_tx.session.pool import SharedSessionPool
 from obproxy_tx.session.retire import ClusterReload
 from obproxy_tx.session.server_session import BackendLogin, ServerSession, connect_session
@@ -179,6 +180,8 @@ class SessionManager(Service):
         self.client_counts = ClientCounts()
         # Failed logins per client address (password guessing is slowed down).
         self.login_throttle = LoginThrottle(reactor, lambda: self.config, self.stats)
+        # Connections not logged in yet per client address (slowloris from one address).
+        self.pending_logins = PendingLogins()
         self.greetings: dict[str, HandshakeV10] = {}
         self._probes: dict[str, defer.Deferred[HandshakeV10 | None]] = {}
         self.worker = worker
@@ -302,7 +305,17 @@ class SessionManager(Service):
         C{client_max_connections} and the per-user caps are checked once the
         client logged in (L{admit}), so the local admin still gets in to a
         full proxy and a refused client reads ODP's error as a login answer.
+        Except over C{max_pending_logins_per_ip}
+        (L{obproxy_tx.session.pending}): that connection is no client session,
+        it gets ERR 1040 at once and is closed.
         """
+        host = getattr(addr, "host", None)
+        host = str(host) if host else None
+        if host is not None:
+            cap = self.config.max_pending_logins_per_ip
+            if not self.pending_logins.admits(host, cap):
+                self.stats.pending_logins_refused += 1
+                return RefusedConnection(too_many_pending_logins(host, cap))
         try:
             cs_id = self._cs_ids.allocate(self.client_sessions)
         except Exception:
@@ -310,6 +323,8 @@ class SessionManager(Service):
             return None
         session = ClientSession(self, cs_id)
         self.client_sessions[cs_id] = session
+        if host is not None:
+            self.pending_logins.add(cs_id, host)
         self.stats.client_connections += 1
         return session
 
@@ -379,12 +394,20 @@ class SessionManager(Service):
             self.stats.user_cap_refusals += 1
         return refusal
 
+    def login_done(self, session: ClientSession) -> None:
+        """
+        A client session logged in: no longer pending
+        (C{max_pending_logins_per_ip}).
+        """
+        self.pending_logins.done(session.cs_id)
+
     def client_session_closed(self, session: ClientSession) -> None:
         """
         Forget a closed client session.
         """
         self.client_counts.remove(session.cs_id)
         if self.client_sessions.get(session.cs_id) is session:
+            self.pending_logins.done(session.cs_id)
             del self.client_sessions[session.cs_id]
 
     def find_client_session(self, cs_id: int) -> ClientSession | None:

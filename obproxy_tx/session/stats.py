@@ -117,6 +117,9 @@ class ProxyStats:
         failed logins (C{login_failure_threshold}).
     @ivar logins_blocked: logins refused at once (ERR 1129) because their
         address's held logins already waited C{client_login_timeout}.
+    @ivar pending_logins_refused: connections refused at once (ERR 1040)
+        because their address had C{max_pending_logins_per_ip}
+        connections not logged in yet.
     @ivar abandoned_queries_killed: statements killed on their server
         (C{KILL QUERY}) because their client vanished while they ran.
     @ivar client_bytes_received: bytes read from client connections (requests,
@@ -159,6 +162,7 @@ class ProxyStats:
     servers_recovered: int = 0
     logins_held: int = 0
     logins_blocked: int = 0
+    pending_logins_refused: int = 0
     abandoned_queries_killed: int = 0
     client_bytes_received: int = 0
     server_bytes_relayed: int = 0

@@ -63,11 +63,15 @@ class Bystander:
     @ivar errors: what went wrong (should stay empty).
     @ivar relogin_every: log in again after this many queries (0: never), so
         logins are exercised during the attack too.
+    @ivar bind_address: the local address it connects from (C{None}: any).
     """
 
-    def __init__(self, proxy: Proxy, relogin_every: int = 0) -> None:
+    def __init__(
+        self, proxy: Proxy, relogin_every: int = 0, bind_address: str | None = None
+    ) -> None:
         self.proxy = proxy
         self.relogin_every = relogin_every
+        self.bind_address = bind_address
         self.phase = "before"
         self.latencies: Dict[str, List[float]] = {"before": [], "during": [], "after": []}
         self.logins: Dict[str, List[float]] = {"before": [], "during": [], "after": []}
@@ -77,7 +81,8 @@ class Bystander:
 
     def _login(self) -> Any:
         started = time.perf_counter()
-        connection = self.proxy.connect()
+        options = {"bind_address": self.bind_address} if self.bind_address else {}
+        connection = self.proxy.connect(**options)
         self.logins[self.phase].append(time.perf_counter() - started)
         return connection
 
@@ -255,18 +260,39 @@ def _attack(*args: object) -> Dict[str, Any]:
 @pytest_twisted.inlineCallbacks
 def test_slowloris_bounded_by_login_timeout(mariadb: Any) -> Iterator[Any]:
     """
-    200 connections that never finish their handshake (half silent, half
-    dripping one byte of a handshake response every 0.1 s; from another
-    process) are all closed by the proxy at client_login_timeout (1 s), while
-    the bystander queries and logs in again and again; afterwards the proxy
-    holds no session of them.
+    200 connections from 127.0.0.1 that never finish their handshake (half
+    silent, half dripping one byte of a handshake response every 0.1 s; from
+    another process), over three times client_max_connections (60): at most
+    max_pending_logins_per_ip (32) of them are client sessions at once, the
+    proxy closing them at client_login_timeout (1 s); the others are answered
+    with ERR 1040 at once and closed (those the kernel queued past the listen
+    backlog arrive later and may get in once the first ones timed out).
+    Meanwhile the bystander, from 127.0.0.2, queries and logs in again and
+    again (with max_pending_logins_per_ip 0 its logins get ERR 1203);
+    afterwards the proxy holds no session of them.
     """
-    proxy = start_proxy(mariadb, extra="client_login_timeout: 1s")
+    cap = 32
+    proxy = start_proxy(
+        mariadb,
+        extra=(
+            f"client_login_timeout: 1s\nclient_max_connections: 60\n"
+            f"max_pending_logins_per_ip: {cap}"
+        ),
+    )
     count = 200
+    peak = {"pending": 0, "sessions": 0}
+    sampling = [True]
+
+    def sample() -> None:
+        # The proxy's own counts (from the reactor).
+        peak["pending"] = max(peak["pending"], proxy.manager.pending_logins.of("127.0.0.1"))
+        peak["sessions"] = max(peak["sessions"], len(proxy.manager.client_sessions))
+        if sampling[0]:
+            reactor.callLater(0.01, sample)
 
     def run() -> Dict[str, Any]:
         out: Dict[str, Any] = {}
-        bystander = Bystander(proxy, relogin_every=10)
+        bystander = Bystander(proxy, relogin_every=10, bind_address="127.0.0.2")
         bystander.start()
         out["attack"] = _attack("slowloris", proxy.port, count, 8.0)
         bystander.calm()
@@ -274,14 +300,25 @@ def test_slowloris_bounded_by_login_timeout(mariadb: Any) -> Iterator[Any]:
         out["sessions"] = _wait_for(lambda: len(proxy.manager.client_sessions) == 0, 5.0)
         return out
 
+    sample()
     try:
         out: Any = yield in_thread(run)
     finally:
+        sampling[0] = False
         yield stop_proxy_later(proxy)
     attack = out["attack"]
-    print(f"slowloris: {attack['closed']} of {count} closed {attack['elapsed']:.2f} s after")
+    stats = proxy.manager.stats
+    print(
+        f"slowloris: {attack['closed']} of {count} closed {attack['elapsed']:.2f} s after; "
+        f"{stats.client_login_timeouts} by client_login_timeout, {stats.pending_logins_refused} "
+        f"refused at once (max_pending_logins_per_ip {cap}); at most {peak['pending']} "
+        f"pending from 127.0.0.1, {peak['sessions']} client sessions"
+    )
     assert attack["closed"] == count
-    assert proxy.manager.stats.client_login_timeouts == count
+    assert stats.client_login_timeouts + stats.pending_logins_refused == count
+    assert stats.pending_logins_refused > 0
+    assert 0 < peak["pending"] <= cap
+    assert peak["sessions"] < 60
     assert out["sessions"]
 
 
@@ -301,7 +338,9 @@ def test_flood_past_every_limit(mariadb: Any) -> Iterator[Any]:
         mariadb,
         extra=(
             "client_max_connections: 40\nuser_max_connections: 25\n"
-            "server_max_connections: 30\nserver_session_wait_timeout: 2s"
+            "server_max_connections: 30\nserver_session_wait_timeout: 2s\n"
+            # 80 logins at once from one address: not this test's cap.
+            "max_pending_logins_per_ip: 0"
         ),
     )
     admin = mariadb.accounts["admin"]
