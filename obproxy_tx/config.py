@@ -894,7 +894,7 @@ _ITEM_LIST = [
     _item(
         "max_pending_logins_per_ip",
         _K.INT,
-        32,
+        256,
         "most connections of one client address that have not logged in yet (a slowloris "
         "holding client_max_connections); one more is answered with ERR 1040 at once and "
         "closed, counting towards nothing; 0 means no limit",
