@@ -209,40 +209,8 @@ def _spawn(name: str, base: Path, args: Sequence[str], port: int) -> Server:
 
 
 def _fresh(name: str, base: Path) -> Server:
-    import shutil
 
-    if base.exists():
-        shutil.rmtree(base)
-    base.mkdir(parents=True)
-    (base / "tmp").mkdir()
-    user_args: List[str] = ["--user=root"] if os.geteuid() == 0 else []
-    install_log = base / "install.log"
-    # mariadb-install-db's bootstrap server writes temporary files too: keep them apart
-    env = dict(os.environ, TMPDIR=str(base / "tmp"))
-    with open(install_log, "wb") as out:
-        result = subprocess.run(
-            [
-                mariadb.find_program("mariadb-install-db", "mysql_install_db"),
-                "--no-defaults",
-                *user_args,
-                f"--datadir={base / 'data'}",
-                "--auth-root-authentication-method=socket",
-                "--skip-test-db",
-                "--skip-name-resolve",
-                "--force",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=base,
-            env=env,
-            check=False,
-        )
-    if result.returncode != 0:
-        raise TestbedError(
-            f"mariadb-install-db failed for instance {name!r} with status {result.returncode}",
-            log_tail([str(install_log)]),
-        )
+    mariadb.install_datadir(base, f"instance {name!r}")
     init_file = base / "init.sql"
     init_file.write_text(mariadb._init_sql())
     last = TestbedError("not started")

@@ -108,22 +108,30 @@ def launch(base: Path, certs: TLSCerts) -> Server:
     raise last_error
 
 
-def _launch_once(base: Path, certs: TLSCerts) -> Server:
-    install_db = find_program("mariadb-install-db", "mysql_install_db")
-    mariadbd = find_program("mariadbd", "mysqld")
+def install_datadir(base: Path, what: str) -> None:
+    """
+    Make C{base} afresh with a new data directory C{base/data}
+    (C{mariadb-install-db}, root by socket only, no test database).
+
+    @param what: names the server in the error.
+    @raise TestbedError: the installer failed; the error carries its log.
+    """
     if base.exists():
         shutil.rmtree(base)
-    data = base / "data"
     base.mkdir(parents=True)
+    (base / "tmp").mkdir()
     user_args: List[str] = ["--user=root"] if os.geteuid() == 0 else []
     install_log = base / "install.log"
+    # The installer's bootstrap server writes temporary files too: parallel installs
+    # collided in a shared /tmp, so each gets its own.
+    env = dict(os.environ, TMPDIR=str(base / "tmp"))
     with open(install_log, "wb") as out:
         result = subprocess.run(
             [
-                install_db,
+                find_program("mariadb-install-db", "mysql_install_db"),
                 "--no-defaults",
                 *user_args,
-                f"--datadir={data}",
+                f"--datadir={base / 'data'}",
                 "--auth-root-authentication-method=socket",
                 "--skip-test-db",
                 "--skip-name-resolve",
@@ -133,13 +141,22 @@ def _launch_once(base: Path, certs: TLSCerts) -> Server:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=base,
+            env=env,
             check=False,
         )
     if result.returncode != 0:
         raise TestbedError(
-            f"mariadb-install-db failed with exit status {result.returncode}",
+            f"mariadb-install-db failed for {what} with exit status {result.returncode}",
             log_tail([str(install_log)]),
         )
+
+
+def _launch_once(base: Path, certs: TLSCerts) -> Server:
+    mariadbd = find_program("mariadbd", "mysqld")
+    data = base / "data"
+    install_datadir(base, "the test bed's MariaDB")
+    user_args: List[str] = ["--user=root"] if os.geteuid() == 0 else []
+    install_log = base / "install.log"
     init_file = base / "init.sql"
     init_file.write_text(_init_sql())
     port = free_port()

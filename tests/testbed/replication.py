@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -218,34 +217,7 @@ def _spawn(role: str, base: Path, port: int, args: Sequence[str]) -> Server:
 
 def _fresh(role: str) -> Server:
     base = replication_dir() / role
-    if base.exists():
-        shutil.rmtree(base)
-    base.mkdir(parents=True)
-    user_args: List[str] = ["--user=root"] if os.geteuid() == 0 else []
-    install_log = base / "install.log"
-    with open(install_log, "wb") as out:
-        result = subprocess.run(
-            [
-                mariadb.find_program("mariadb-install-db", "mysql_install_db"),
-                "--no-defaults",
-                *user_args,
-                f"--datadir={base / 'data'}",
-                "--auth-root-authentication-method=socket",
-                "--skip-test-db",
-                "--skip-name-resolve",
-                "--force",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=base,
-            check=False,
-        )
-    if result.returncode != 0:
-        raise TestbedError(
-            f"mariadb-install-db failed for the replication {role} with status {result.returncode}",
-            log_tail([str(install_log)]),
-        )
+    mariadb.install_datadir(base, f"the replication {role}")
     (base / "init.sql").write_text(_init_sql(role))
     last = TestbedError("not started")
     for _attempt in range(3):  # the free port may be taken before the server binds it
