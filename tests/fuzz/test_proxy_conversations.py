@@ -22,16 +22,12 @@ from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.test import iosim
 
-from fuzz.proxy import PASSWORD, Backend
-from obproxy_tx.config import parse_config
+from fuzz.proxy import PASSWORD, ProxyHarness
 from obproxy_tx.protocol.client import MySQLClientProtocol, QueryResult, ServerError
-from obproxy_tx.session.manager import SessionManager
-from obproxy_tx.wire.scramble import native_password_verifier
 from tests.fuzz.budget import examples
 from tests.fuzz.test_conversations import hostile
 
@@ -59,21 +55,12 @@ class ProxyConversation(RuleBasedStateMachine):
         super().__init__()
         self.failures: list[LogEvent] = []
         globalLogPublisher.addObserver(self._observe)
-        self.reactor = MemoryReactorClock()
-        verifier = native_password_verifier(PASSWORD.encode()).hex().upper()
-        config = parse_config(
-            f"""
-clusters:
-  - name: c1
-    type: mysql
-    servers: ["127.0.0.1:3306"]
-    users:
-      - {{name: app, tenant: sys, verifier: "*{verifier}"}}
-"""
-        )
-        self.manager = SessionManager(config, self.reactor)
-        self.backends: list[tuple[Backend, Any]] = []
-        self.pumps: list[iosim.IOPump] = []
+        # The proxy and its in-memory backends, as the atheris proxy target has them.
+        self.harness = ProxyHarness()
+        self.reactor = self.harness.reactor
+        self.manager = self.harness.manager
+        self.backends = self.harness.backends
+        self.pumps = self.harness.pumps
         self.clients: list[MySQLClientProtocol] = []
         self.client_pumps: list[iosim.IOPump] = []
         self.proxy_sides: list[Any] = []
@@ -94,27 +81,7 @@ clusters:
 
     def flush(self) -> None:
         """Move bytes everywhere, connect the proxy's new backend connections."""
-        for _ in range(50):
-            while len(self.reactor.tcpClients) > len(self.backends):
-                factory = self.reactor.tcpClients[len(self.backends)][2]
-                proxy_side = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 3306))
-                backend = Backend()
-                self.backends.append((backend, proxy_side))
-                self.pumps.append(
-                    iosim.connect(
-                        backend,
-                        iosim.makeFakeServer(backend),
-                        proxy_side,
-                        iosim.makeFakeClient(proxy_side),
-                        greet=True,
-                    )
-                )
-            moved = False
-            for pump in self.pumps:
-                moved = pump.pump() or moved
-            self.reactor.advance(0)
-            if not moved and len(self.reactor.tcpClients) == len(self.backends):
-                return
+        self.harness.flush()
 
     def connect_client(self) -> int:
         """A new client logs in through the proxy; its index."""
