@@ -1993,6 +1993,14 @@ def check_config(config: ProxyConfig) -> ProxyConfig:
                     f"{path}.users[{user_index}]",
                 )
             users[key] = user_index
+    if 0 < config.server_max_connections < config.work_thread_num:
+        raise _fail_at(
+            config,
+            f"server_max_connections {config.server_max_connections} is split among the "
+            f"{config.work_thread_num} worker processes (work_thread_num), each needing one at "
+            "least: use 0 (no cap) or at least work_thread_num",
+            "server_max_connections",
+        )
     if config.client_session_id_version == 1 and config.proxy_id > 255:
         raise _fail_at(
             config,

@@ -287,6 +287,18 @@ class SlotTable:
             self.wake(address)
 
 
+def worker_share(total: int, workers: int, worker: int) -> int:
+    """
+    Worker C{worker}'s part of a cap of C{total} shared by C{workers} worker
+    processes: the parts differ by one at most and add up to C{total}
+    (0: no cap). C{check_config} keeps C{total} at least C{workers}, so
+    every part is one at least.
+    """
+    if total <= 0 or workers <= 1:
+        return total
+    return total // workers + (1 if worker < total % workers else 0)
+
+
 class ServerSlots:
     """
     The Twisted side of L{SlotTable}: L{acquire} gives a Deferred slot, asks
@@ -302,6 +314,7 @@ class ServerSlots:
         config: Callable[[], Any],
         close_idle: Callable[[str], bool],
         stats: Any = None,
+        worker: int = 0,
     ) -> None:
         """
         @param reactor: for the wait timers.
@@ -309,15 +322,22 @@ class ServerSlots:
         @param close_idle: closes one idle shared-pool session to an address;
             whether there was one.
         @param stats: the proxy-wide counters.
+        @param worker: this process's worker number: with C{work_thread_num}
+            workers each holds its share of the cap (L{worker_share}), so the
+            proxy as a whole never exceeds it.
         """
         self._reactor = reactor
         self._config = config
+        self._worker = worker
         self._close_idle = close_idle
         self.stats = stats
         self.table = SlotTable(self._cap)
 
     def _cap(self, address: str) -> int:
-        return int(self._config().server_max_connections)
+        config = self._config()
+        return worker_share(
+            int(config.server_max_connections), int(config.work_thread_num), self._worker
+        )
 
     def count(self, address: str) -> int:
         """
@@ -337,7 +357,7 @@ class ServerSlots:
         if slot is not None:
             return defer.succeed(slot)
         config = self._config()
-        cap = int(config.server_max_connections)
+        cap = self._cap(address)
         wait = float(config.server_session_wait_timeout)
         if self.stats is not None:
             self.stats.server_session_waits += 1

@@ -161,7 +161,7 @@ class SessionManager(Service):
         self.replica_monitor = ReplicaMonitor(reactor, lambda: self.config, self.stats)
         # server_max_connections: every server session holds a slot of its server.
         self.server_slots = ServerSlots(
-            reactor, lambda: self.config, self.session_pool.close_idle, self.stats
+            reactor, lambda: self.config, self.session_pool.close_idle, self.stats, worker
         )
         self.session_pool.wanted = self.server_slots.wanted
         # Which servers new server sessions avoid (congestion control, active checks).

@@ -18,7 +18,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 from twisted.test import iosim
 
-from obproxy_tx.config import parse_config
+from obproxy_tx.config import ConfigError, parse_config
 from obproxy_tx.session.limits import (
     ClientCounts,
     ServerBusyError,
@@ -26,6 +26,7 @@ from obproxy_tx.session.limits import (
     Slot,
     SlotTable,
     admit_client,
+    worker_share,
 )
 from obproxy_tx.session.stats import ProxyStats
 from obproxy_tx.session.timeouts import Watch, query_timeout, session_seconds
@@ -645,3 +646,38 @@ def test_a_changed_net_read_timeout_reaches_a_pending_timer() -> None:
     harness.session.follow_wait_timeout()
     harness.reactor.advance(0.6)
     assert harness.transport.disconnecting
+
+
+def test_worker_shares_add_up_to_the_cap() -> None:
+    """With workers each holds its share of server_max_connections: together the cap."""
+    for total in (0, 4, 5, 7, 100):
+        for workers in (1, 2, 3, 4):
+            if 0 < total < workers:
+                continue  # refused by check_config
+            shares = [worker_share(total, workers, w) for w in range(workers)]
+            assert sum(shares) == total
+            assert max(shares) - min(shares) <= 1
+            assert total == 0 or min(shares) >= 1
+
+
+def test_each_worker_grants_only_its_share() -> None:
+    config = parse_config(
+        "server_max_connections: 5\nwork_thread_num: 2\n"
+        "clusters: [{name: c, type: mysql, servers: ['127.0.0.1:1']}]\n"
+    )
+    granted = []
+    for worker in (0, 1):
+        slots = ServerSlots(task.Clock(), lambda: config, _Pool(0).close_idle, ProxyStats(), worker)
+        held: list[Slot] = []
+        for _ in range(5):
+            slots.acquire("s1").addCallbacks(held.append, lambda failure: None)
+        granted.append(len(held))
+    assert granted == [3, 2]
+
+
+def test_a_cap_below_the_worker_count_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="server_max_connections"):
+        parse_config(
+            "server_max_connections: 1\nwork_thread_num: 2\n"
+            "clusters: [{name: c, type: mysql, servers: ['127.0.0.1:1']}]\n"
+        )
