@@ -78,6 +78,7 @@ from obproxy_tx.config import (
     ProxyConfig,
     UserEntry,
 )
+from obproxy_tx.reactor import install_default
 from obproxy_tx.reload import ConfigSource, ReloadOutcome, reload_config
 from obproxy_tx.session.login import DEFAULT_TENANT
 
@@ -731,7 +732,8 @@ class Options(usage.Options):
         try:
             config = self._load()
             if self.reactor is None:
-                self.reactor = _default_reactor()
+                # twistd obproxy runs on the proxy's reactor unless --reactor chose one.
+                self.reactor = install_default()
             endpoint = listen_endpoint(config, self.reactor)
             check_channel(config, self.reactor)
             tls.check_files(config)

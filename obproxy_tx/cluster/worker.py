@@ -242,7 +242,9 @@ def main() -> None:
     """
     with os.fdopen(0, "rb") as spec_file:
         spec = pickle.load(spec_file)  # noqa: S301 (from the parent, over a pipe only it holds)
-    from twisted.internet import reactor
+    from obproxy_tx.reactor import install_default
+
+    reactor = install_default()
 
     globalLogBeginner.beginLoggingTo(
         [ParentLogObserver(sys.stdout)], discardBuffer=True, redirectStandardIO=False

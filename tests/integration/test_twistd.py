@@ -293,8 +293,37 @@ def test_starts_listens_and_stops(
     assert "Server Shut Down." in output
     assert f"listening on 127.0.0.1:{port}" in output
     assert "(ci)" in output
+    # Without --reactor, the proxy's own (obproxy_tx.reactor).
+    assert "reactor class: obproxy_tx.reactor.ProxyReactor." in output
     assert "Traceback" not in output
     assert not (tmp_path / "twistd.pid").exists()
+
+
+def test_chosen_reactor_is_kept(processes: List[subprocess.Popen[str]]) -> None:
+    """
+    C{twistd --reactor=poll obproxy ...} runs on the reactor asked for.
+    """
+    port = free_port()
+    process = spawn(
+        processes,
+        twistd_command(
+            "-n",
+            "--pidfile=",
+            "--reactor=poll",
+            "obproxy",
+            "-c",
+            str(EXAMPLE_CONF),
+            "-p",
+            str(port),
+            "-r",
+            "127.0.0.1:1",
+            "-o",
+            "local_bound_ip=127.0.0.1",
+        ),
+    )
+    wait_for_port(process, port)
+    output = stop(process, code=-signal.SIGTERM)
+    assert "reactor class: twisted.internet.pollreactor.PollReactor." in output
 
 
 @pytest.mark.parametrize("stand_in", MANAGERS)
