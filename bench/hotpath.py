@@ -6,7 +6,7 @@ the run made.
 
     python bench/hotpath.py [--threads 8,32] [--seconds 10] [--rounds 2]
                             [--mode text|ps] [--driver sysbench|pymysql]
-                            [--targets direct,relay,proxy] [--python EXE]
+                            [--targets direct,relay,relay-lean,proxy] [--python EXE]
                             [--profile FILE.svg]
 
 It starts MariaDB with the test bed (C{OBPROXY_TESTBED_DIR}, default
@@ -136,19 +136,24 @@ class Target:
                 process.wait()
 
 
-def start_relay(python: str, backend: Tuple[str, int], workdir: Path) -> Target:
+def start_relay(
+    python: str, backend: Tuple[str, int], workdir: Path, lean: bool = False
+) -> Target:
     """
-    The bare Twisted relay (C{bench/relay.py}) in front of C{backend}.
+    The bare Twisted relay (C{bench/relay.py}) in front of C{backend}; with
+    C{lean}, on the proxy's reactor (the C{relay-lean} target).
     """
+    name = "relay-lean" if lean else "relay"
     port = free_port()
-    log = open(workdir / "relay.log", "w")  # noqa: SIM115 - lives as long as the process
+    log = open(workdir / f"{name}.log", "w")  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen(
-        [python, str(ROOT / "bench" / "relay.py"), str(port), f"{backend[0]}:{backend[1]}"],
+        [python, str(ROOT / "bench" / "relay.py"), str(port), f"{backend[0]}:{backend[1]}"]
+        + (["--lean-reactor"] if lean else []),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    wait_for_port(process, port, "relay")
-    return Target("relay", port, process)
+    wait_for_port(process, port, name)
+    return Target(name, port, process)
 
 
 def start_proxy(
@@ -446,6 +451,8 @@ def main() -> int:
             targets.append(Target("direct", server.port, None))
         if "relay" in wanted:
             targets.append(start_relay(args.python, backend, workdir))
+        if "relay-lean" in wanted:
+            targets.append(start_relay(args.python, backend, workdir, lean=True))
         if "proxy" in wanted:
             targets.append(
                 start_proxy(args.python, backend, *credentials[:2], workdir, args.proxy_options)

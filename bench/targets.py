@@ -4,6 +4,7 @@ process so that its CPU time and memory can be read from C{/proc}.
 
   - C{direct}: straight to the database (the physical limit; no proxy process);
   - C{relay}: L{bench.relay}, a bare Twisted TCP relay (the floor for any Python proxy);
+  - C{relay-lean}: the same on the reactor C{twistd obproxy} runs on (L{obproxy_tx.reactor});
   - C{haproxy}: HAProxy in TCP mode with one thread (a C L4 proxy with one event loop);
   - C{obproxy-1w}: C{twistd obproxy} with one worker;
   - C{obproxy-Nw}: the same with C{-o work_thread_num=N} (one worker per core);
@@ -81,6 +82,7 @@ def standard_targets(pypy: str | None, workers: int) -> List[Target]:
     targets = [
         Target("direct", "direct"),
         Target("relay", "relay", "cpython", sys.executable),
+        Target("relay-lean", "relay", "cpython", sys.executable),
         Target("haproxy", "haproxy"),
         Target("obproxy-1w", "obproxy", "cpython", sys.executable, 1),
     ]
@@ -284,6 +286,7 @@ def command(
             str(ROOT / "bench" / "relay.py"),
             str(port),
             f"{backend.host}:{backend.port}",
+            *(["--lean-reactor"] if target.name == "relay-lean" else []),
         ]
     if target.kind == "haproxy":
         haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"

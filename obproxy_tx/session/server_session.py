@@ -506,6 +506,13 @@ class ServerSession(Protocol):
         """
         write_now(self.transport, self.conn.send_query(command, framed))
 
+    def send_execute(self, command: Any, framed: bytes) -> None:
+        """
+        Send a C{COM_STMT_EXECUTE} whose framed bytes the client sent, with
+        this server's statement id (see L{ClientConnection.send_execute}).
+        """
+        write_now(self.transport, self.conn.send_execute(command, framed))
+
     def request(self, packet: Any) -> defer.Deferred[list[Any]]:
         """
         Send an internal command and collect its whole answer.

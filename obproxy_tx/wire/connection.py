@@ -1209,6 +1209,39 @@ class _Connection:
             self._switch_compression()
         return data
 
+    def send_execute(self, event: ComStmtExecute, framed: bytes) -> bytes:
+        """
+        L{send} a C{ComStmtExecute} with undecoded parameters whose framed
+        bytes the caller has already (a proxy relaying its client's execute
+        with the statement id replaced: sequence id 0 and the same encoding).
+
+        @param event: the command (C{raw_parameters} set).
+        @param framed: its bytes as C{send(event)} would return them; checked
+            by length, command byte, statement id and sequence id.
+        @return: the bytes to write (C{framed}, or C{send(event)} when this
+            conversation would frame it differently).
+        """
+        raw = event.raw_parameters
+        if (
+            raw is not None
+            and self._phase is Phase.COMMAND_IDLE
+            and self.role is Role.CLIENT
+            and not self._omitted_eof
+            and not int(self.capabilities) & _QUERY_ATTRIBUTES
+            and self._framer.__class__ is PacketFramer
+            and self._framer._next_seq == 0
+            and len(framed) == len(raw) + 14
+            and len(framed) < MAX_PACKET_CHUNK
+            and framed[3] == 0
+            and framed[4] == _COM_STMT_EXECUTE
+            and int.from_bytes(framed[5:9], "little") == event.statement_id
+        ):
+            self._command(event, ComStmtExecute)
+            self._phase = Phase.RESULT_PENDING
+            self._framer._next_seq = 1
+            return framed
+        return self.send(event)
+
     def send_query(self, event: ComQuery, framed: bytes) -> bytes:
         """
         L{send} a C{ComQuery} whose framed bytes the caller has already (a

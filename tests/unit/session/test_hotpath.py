@@ -161,3 +161,87 @@ def test_pipelined_queries_are_answered_in_order() -> None:
     assert all(ok.affected_rows == 1 for _, ok in answers)
     assert harness.session.stats.client_queries == 2
     assert harness.session.active is None and not harness.session._busy
+
+
+def _prepared_client(server_ids_from: int) -> tuple[Any, Any, Any, list[Any], int]:
+    """
+    A logged-in raw client of L{fuzz.proxy.ProxyHarness} with one prepared
+    statement, whose backend numbers its statements from C{server_ids_from};
+    the backend's received commands are recorded.
+    """
+    from fuzz.proxy import ProxyHarness
+    from obproxy_tx.wire.packets import ComStmtPrepare
+
+    harness = ProxyHarness()
+    client = harness.raw_client()
+    backend = harness.backends[-1][0]
+    backend.statements = server_ids_from
+    received: list[Any] = []
+    answer = backend._answer
+
+    def record(packet: Any) -> None:
+        received.append(packet)
+        answer(packet)
+
+    backend._answer = record  # type: ignore[method-assign]
+    client.session.dataReceived(client.conn.send(ComStmtPrepare(b"SELECT 1")))
+    harness.flush()
+    (prepared,) = client.read()
+    return harness, client, backend, received, prepared.statement_id
+
+
+def test_execute_goes_on_as_the_clients_bytes_with_the_servers_statement_id() -> None:
+    """
+    An execute of a statement the bound server session prepared takes the hot
+    path: the server gets the client's bytes with its own statement id, the
+    answer comes back verbatim and the session is bound again.
+    """
+    from obproxy_tx.wire.constants import CursorType
+    from obproxy_tx.wire.packets import ComStmtExecute
+
+    harness, client, backend, received, client_id = _prepared_client(server_ids_from=40)
+    session = client.session
+    bound = session.bound
+    server_id = bound.statements[client_id]
+    assert server_id != client_id
+    session._execute = None  # the general path would fail: the hot path must serve it
+    data = client.conn.send(ComStmtExecute(client_id, CursorType(0), 1, (), True, b""))
+    session.dataReceived(data)
+    pump = harness.pumps[-1]
+    sent = b"".join(pump.clientIO.stream)
+    assert sent == data[:5] + server_id.to_bytes(4, "little") + data[9:]
+    harness.flush()
+    assert received[-1].statement_id == server_id
+    (ok,) = client.read()
+    assert ok.info == b"executed"
+    assert session.bound is bound and session.active is None and not session._busy
+    assert session.stats.client_ps_executes == 1
+    assert bound.conn.phase is Phase.COMMAND_IDLE and session.conn.phase is Phase.COMMAND_IDLE
+
+
+def test_execute_with_a_cursor_takes_the_general_path() -> None:
+    """A cursor (or a statement the session does not hold) is not for the hot path."""
+    from obproxy_tx.wire.constants import CursorType
+    from obproxy_tx.wire.packets import ComStmtExecute
+
+    harness, client, backend, received, client_id = _prepared_client(server_ids_from=0)
+    session = client.session
+    general: list[Any] = []
+    execute = session._execute
+
+    def counted(command: Any) -> None:
+        general.append(command)
+        execute(command)
+
+    session._execute = counted
+    session.dataReceived(
+        client.conn.send(
+            ComStmtExecute(client_id, CursorType.CURSOR_TYPE_READ_ONLY, 1, (), True, b"")
+        )
+    )
+    harness.flush()
+    assert len(general) == 1
+    assert received[-1].__class__ is ComStmtExecute
+    assert int(received[-1].flags) == int(CursorType.CURSOR_TYPE_READ_ONLY)
+    (ok,) = client.read()
+    assert ok.info == b"executed"
