@@ -770,7 +770,7 @@ class ClientSession(Protocol):
             return
         self.manager.stats.client_bytes_received += len(data)
         conn = self.conn
-        if conn.phase is Phase.CONNECT:
+        if conn._phase is Phase.CONNECT:
             self._queue().append(data)
             return
         try:
@@ -2886,7 +2886,7 @@ class ClientSession(Protocol):
         self._versions_before = current
         if self.manager.drain is not None:
             self.manager.drain.request_finished(self)
-        if not ss.alive:
+        if ss._lost or ss.conn._phase is Phase.ERROR:  # not ss.alive, inline: per request
             return
         if bind:
             ss.machine.bind()
