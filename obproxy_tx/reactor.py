@@ -10,11 +10,13 @@ and a relayed query is two events (the client's request, the server's
 answer): more than a tenth of what the proxy spends on a point select.
 The proxy logs with C{twisted.logger}, which never reads that context.
 
-L{ProxyReactor} serves the usual event, "readable" and nothing else, by
-calling the socket's C{doRead} directly, with Twisted's own handling of
-what it returns (a reason to disconnect) and of what it raises (logged, with
-the legacy context, and the connection dropped). Every other event (a
-writable socket, a hang-up, an error) goes through Twisted's own path.
+L{ProxyReactor} serves the usual event, "readable" (with or without a
+hang-up or error, which the read finds out) and not "writable", by calling
+the socket's C{doRead} directly, with Twisted's own handling of what it
+returns (a reason to disconnect) and of what it raises (logged, with the
+legacy context, and the connection dropped): what Twisted's C{_doReadOrWrite}
+does for such an event. Every other event (a writable socket, a hang-up
+without data) goes through Twisted's own path.
 Timers, threads, signals and process handling are the epoll reactor's.
 
 C{twistd obproxy} installs it unless C{twistd --reactor} chose another
@@ -33,7 +35,7 @@ from twisted.python import log
 __all__ = ["install_default"]
 
 try:
-    from select import EPOLLIN
+    from select import EPOLLIN, EPOLLOUT
 
     from twisted.internet.epollreactor import EPollReactor
 except ImportError:  # pragma: no cover - not Linux: the platform's default reactor
@@ -67,10 +69,11 @@ if EPollReactor is not None:
                 selectable = selectables.get(fd)
                 if selectable is None:
                     continue
-                if event != EPOLLIN:
+                if not event & EPOLLIN or event & EPOLLOUT:
                     log.callWithLogger(selectable, self._doReadOrWrite, selectable, fd, event)
                     continue
-                # What _doReadOrWrite does for a read event, less the logging context.
+                # What _doReadOrWrite does for a read event (a hang-up or error with it
+                # included: the read finds out), less the logging context.
                 try:
                     if selectable.fileno() == -1:
                         log.callWithLogger(selectable, self._doReadOrWrite, selectable, fd, event)

@@ -144,8 +144,8 @@ def test_other_events_take_twisteds_path(pair: Any, poller: Any) -> None:
 
 def test_hang_up_is_connection_done(pair: Any, poller: Any) -> None:
     """
-    A peer that closes: the read sees the end and the reader is disconnected
-    once, as with Twisted's reactor.
+    A peer that closes (readable and hung up): the read sees the end and the
+    reader is disconnected once, as with Twisted's reactor.
     """
     ours, theirs = pair
     reader = Reader(ours, poller)
@@ -154,6 +154,8 @@ def test_hang_up_is_connection_done(pair: Any, poller: Any) -> None:
     theirs.close()
     poller.doIteration(0)
     assert reader.seen == [b""]
+    # Readable and hung up: the direct read, outside the logging context.
+    assert reader.systems == ["-"]
     assert len(reader.lost) == 1
     assert reader not in poller.getReaders()
 
