@@ -136,9 +136,7 @@ class Target:
                 process.wait()
 
 
-def start_relay(
-    python: str, backend: Tuple[str, int], workdir: Path, lean: bool = False
-) -> Target:
+def start_relay(python: str, backend: Tuple[str, int], workdir: Path, lean: bool = False) -> Target:
     """
     The bare Twisted relay (C{bench/relay.py}) in front of C{backend}; with
     C{lean}, on the proxy's reactor (the C{relay-lean} target).
