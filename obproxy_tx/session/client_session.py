@@ -29,7 +29,7 @@ import collections
 import decimal
 import re
 import time
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import attrs
 from twisted.internet import defer
@@ -2281,14 +2281,12 @@ class ClientSession(Protocol):
         else:
             self._forward(command, None)
 
-    def _quick_query(self, command: ComQuery) -> bool:
+    def _quick_bound(self) -> ServerSession | None:
         """
-        The hot path of a plain C{COM_QUERY}: what L{_command}, L{_query},
-        L{_forward} and L{_start} do for a statement that is no admin command,
-        needs nothing special, and goes to the bound server session, in sync
-        and relaying verbatim. Everything is checked before anything changes.
-
-        @return: C{False} when the general path is to serve the command (nothing was done).
+        The server session a hot path may send the client's request to: the
+        bound one, when it is in sync with the client, idle and relaying
+        verbatim, and nothing about the client session (its login, a lost
+        backend, a route, replicas, a proxysys login) calls for the general path.
         """
         bound = self.bound
         if (
@@ -2301,16 +2299,57 @@ class ClientSession(Protocol):
             or self.route_addr is not None
             or self.cluster is None
             or self.cluster.replicas  # the read/write split decides (read_split.route)
+            or bound.versions is not self.state.versions
+            or bound.conn._phase is not Phase.COMMAND_IDLE
         ):
-            return False
+            return None
+        return bound
+
+    def _quick_start(
+        self,
+        bound: ServerSession,
+        command: Any,
+        info: Any,
+        send: Callable[[Any, bytes], None],
+        framed: bytes,
+    ) -> None:
+        """
+        What L{_start} does for a request a hot path serves: make C{bound}
+        active, send the request with C{send(command, framed)}, relay the
+        answer verbatim.
+        """
         state = self.state
-        versions = state.versions
-        conn = bound.conn
-        if (
-            bound.versions is not versions
-            or bound.multi_statements != self._multi_statements
-            or conn.phase is not Phase.COMMAND_IDLE
-        ):
+        self.bound = None
+        bound.machine.activate()
+        self.active = bound
+        self._busy = True
+        self._request_info = info
+        self._request_command = command
+        self._request_failed = False
+        self._request_database = state.database
+        self._versions_before = state.versions
+        bound.transact_count += 1
+        if self._producer is not bound:
+            self._attach(bound)
+        if self._query_limit:
+            self._watch_query(bound)
+        send(command, framed)
+        if self._relayer().start(bound.conn, self.conn):
+            bound.passthrough = self._pass
+        else:
+            bound.sink = self._relay
+
+    def _quick_query(self, command: ComQuery) -> bool:
+        """
+        The hot path of a plain C{COM_QUERY}: what L{_command}, L{_query},
+        L{_forward} and L{_start} do for a statement that is no admin command,
+        needs nothing special, and goes to the bound server session (see
+        L{_quick_bound}). Everything is checked before anything changes.
+
+        @return: C{False} when the general path is to serve the command (nothing was done).
+        """
+        bound = self._quick_bound()
+        if bound is None or bound.multi_statements != self._multi_statements:
             return False
         query = command.query
         manager = self.manager
@@ -2330,77 +2369,38 @@ class ClientSession(Protocol):
         stats.client_requests += 1
         stats.client_queries += 1
         stats.server_requests += 1
-        self.bound = None
-        bound.machine.activate()
-        self.active = bound
-        self._busy = True
-        self._request_info = info
-        self._request_command = command
-        self._request_failed = False
-        self._request_database = state.database
-        self._versions_before = versions
-        bound.transact_count += 1
-        if self._producer is not bound:
-            self._attach(bound)
-        if self._query_limit:
-            self._watch_query(bound)
+        # The client's own bytes go on as they came (same payload, sequence id 0);
+        # send_query frames the command itself when there are none.
         raw = self._raw_query
-        if raw is not None:
-            # The client's own bytes go on as they came (same payload, sequence id 0).
-            bound.send_query(command, raw)
-        else:
-            bound.send(command)
-        if self._relayer().start(conn, self.conn):
-            bound.passthrough = self._pass
-        else:
-            bound.sink = self._relay
+        self._quick_start(bound, command, info, bound.send_query, b"" if raw is None else raw)
         return True
 
     def _quick_execute(self, command: ComStmtExecute) -> bool:
         """
         The hot path of a C{COM_STMT_EXECUTE}: what L{_command}, L{_execute}
         and L{_start} do for an execute, without a cursor or long data, of a
-        statement the bound server session has prepared (and, when the
-        execute binds no types, already saw typed), in sync and relaying
-        verbatim. The client's bytes go on as they came, with the server's
-        statement id in place of the client's. Everything is checked before
-        anything changes.
+        statement the bound server session (see L{_quick_bound}) has prepared
+        (and, when the execute binds no types, already saw typed). The
+        client's bytes go on as they came, with the server's statement id in
+        place of the client's. Everything is checked before anything changes.
 
         @return: C{False} when the general path is to serve the command (nothing was done).
         """
-        bound = self.bound
         framed = self._raw_query
-        if (
-            bound is None
-            or framed is None
-            or bound is not self._relay_ss
-            or bound._lost
-            or self.login is None
-            or self._proxysys
-            or self._doomed is not None
-            or self.route_addr is not None
-            or self.cluster is None
-            or self.cluster.replicas  # the read/write split decides (read_split.route)
-            or int(command.flags) & _CURSOR_FLAGS
-        ):
+        if framed is None or int(command.flags) & _CURSOR_FLAGS:
             return False
+        bound = self._quick_bound()
         statement = self.statements.get(command.statement_id)
         if (
-            statement is None
+            bound is None
+            or statement is None
             or statement.cursor_session is not None
             or statement.long_data_session is not None
         ):
             return False
         client_id = statement.statement_id
         server_id = bound.statements.get(client_id)
-        state = self.state
-        versions = state.versions
-        conn = bound.conn
-        if (
-            server_id is None
-            or bound.versions is not versions
-            or conn.phase is not Phase.COMMAND_IDLE
-        ):
+        if server_id is None:
             return False
         raw = command.raw_parameters or b""
         param_count = statement.param_count
@@ -2421,25 +2421,7 @@ class ClientSession(Protocol):
                 server_id, command.flags, command.iteration_count, (), True, raw
             )
             framed = framed[:5] + server_id.to_bytes(4, "little") + framed[9:]
-        self.bound = None
-        bound.machine.activate()
-        self.active = bound
-        self._busy = True
-        self._request_info = None
-        self._request_command = command
-        self._request_failed = False
-        self._request_database = state.database
-        self._versions_before = versions
-        bound.transact_count += 1
-        if self._producer is not bound:
-            self._attach(bound)
-        if self._query_limit:
-            self._watch_query(bound)
-        bound.send_execute(command, framed)
-        if self._relayer().start(conn, self.conn):
-            bound.passthrough = self._pass
-        else:
-            bound.sink = self._relay
+        self._quick_start(bound, command, None, bound.send_execute, framed)
         return True
 
     def _query(self, command: ComQuery) -> None:

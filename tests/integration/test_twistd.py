@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator, List, Sequence
+from typing import Any, Iterator, List, Sequence, Tuple
 
 import pymysql  # type: ignore[import-untyped, unused-ignore]
 import pytest
@@ -259,20 +259,25 @@ def test_rootservice_list_error_is_one_line() -> None:
     assert "command line -r x: clusters[0].servers: expected 'ip:port'" in result.stdout
 
 
-@pytest.mark.parametrize("stand_in", MANAGERS)
-def test_starts_listens_and_stops(
-    processes: List[subprocess.Popen[str]], stand_in: bool, tmp_path: Path
-) -> None:
+def start_example(
+    processes: List[subprocess.Popen[str]],
+    *twistd_options: str,
+    extra: Sequence[str] = (),
+    stand_in: bool = False,
+) -> Tuple[subprocess.Popen[str], int]:
     """
-    C{twistd -n obproxy -c examples/conf.yaml -p PORT -r ...} listens on PORT,
-    logs where, and exits 0 on SIGTERM.
+    Start C{twistd -n OPTIONS obproxy -c examples/conf.yaml -p PORT -r
+    127.0.0.1:1 -o local_bound_ip=127.0.0.1 EXTRA} on a free port and wait
+    until it listens.
+
+    @return: the process and its port.
     """
     port = free_port()
     process = spawn(
         processes,
         twistd_command(
             "-n",
-            f"--pidfile={tmp_path / 'twistd.pid'}",
+            *twistd_options,
             "obproxy",
             "-c",
             str(EXAMPLE_CONF),
@@ -282,12 +287,25 @@ def test_starts_listens_and_stops(
             "127.0.0.1:1",
             "-o",
             "local_bound_ip=127.0.0.1",
-            "-n",
-            "ci",
+            *extra,
             stand_in=stand_in,
         ),
     )
     wait_for_port(process, port)
+    return process, port
+
+
+@pytest.mark.parametrize("stand_in", MANAGERS)
+def test_starts_listens_and_stops(
+    processes: List[subprocess.Popen[str]], stand_in: bool, tmp_path: Path
+) -> None:
+    """
+    C{twistd -n obproxy -c examples/conf.yaml -p PORT -r ...} listens on PORT,
+    logs where, and exits 0 on SIGTERM.
+    """
+    process, port = start_example(
+        processes, f"--pidfile={tmp_path / 'twistd.pid'}", extra=("-n", "ci"), stand_in=stand_in
+    )
     assert (tmp_path / "twistd.pid").exists()
     output = stop(process, code=-signal.SIGTERM)
     assert "Server Shut Down." in output
@@ -303,25 +321,7 @@ def test_chosen_reactor_is_kept(processes: List[subprocess.Popen[str]]) -> None:
     """
     C{twistd --reactor=poll obproxy ...} runs on the reactor asked for.
     """
-    port = free_port()
-    process = spawn(
-        processes,
-        twistd_command(
-            "-n",
-            "--pidfile=",
-            "--reactor=poll",
-            "obproxy",
-            "-c",
-            str(EXAMPLE_CONF),
-            "-p",
-            str(port),
-            "-r",
-            "127.0.0.1:1",
-            "-o",
-            "local_bound_ip=127.0.0.1",
-        ),
-    )
-    wait_for_port(process, port)
+    process, _ = start_example(processes, "--pidfile=", "--reactor=poll")
     output = stop(process, code=-signal.SIGTERM)
     assert "reactor class: twisted.internet.pollreactor.PollReactor." in output
 

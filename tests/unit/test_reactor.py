@@ -160,33 +160,22 @@ def test_hang_up_is_connection_done(pair: Any, poller: Any) -> None:
     assert reader not in poller.getReaders()
 
 
+def _installed_in_a_fresh_process(setup: str) -> str:
+    """
+    The class name of what L{install_default} returns in a new interpreter
+    after running C{setup}.
+    """
+    code = f"{setup}from obproxy_tx.reactor import install_default; "
+    code += "print(type(install_default()).__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
 def test_install_default_in_a_fresh_process() -> None:
     """
     In a process without a reactor, L{install_default} installs the proxy's
     reactor; with one installed already, it keeps that one.
     """
-    fresh = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from obproxy_tx.reactor import install_default; "
-            "print(type(install_default()).__name__)",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert fresh.stdout.strip() == "ProxyReactor"
-    chosen = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from twisted.internet import pollreactor; pollreactor.install(); "
-            "from obproxy_tx.reactor import install_default; "
-            "print(type(install_default()).__name__)",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert chosen.stdout.strip() == "PollReactor"
+    assert _installed_in_a_fresh_process("") == "ProxyReactor"
+    chosen = "from twisted.internet import pollreactor; pollreactor.install(); "
+    assert _installed_in_a_fresh_process(chosen) == "PollReactor"
