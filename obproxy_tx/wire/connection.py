@@ -1111,7 +1111,7 @@ class _Connection:
             payload[10:],
         )
         self._omitted_eof = False
-        self._command(event, ComStmtExecute)
+        self._execute_command(event)
         self._phase = Phase.RESULT_PENDING
         return event
 
@@ -1236,7 +1236,7 @@ class _Connection:
             and framed[4] == _COM_STMT_EXECUTE
             and int.from_bytes(framed[5:9], "little") == event.statement_id
         ):
-            self._command(event, ComStmtExecute)
+            self._execute_command(event)
             self._phase = Phase.RESULT_PENDING
             self._framer._next_seq = 1
             return framed
@@ -1551,6 +1551,19 @@ class _Connection:
                 self.capabilities = Capability(event.capabilities)
         elif cls is SSLRequest or cls is HandshakeResponse41:
             self._client_hello(event, cls)
+
+    def _execute_command(self, event: ComStmtExecute) -> None:
+        # What _command does for an execute with undecoded parameters (the hot
+        # paths: received, or relayed as the client's bytes): a long-data set is used up.
+        self.command = event
+        self.column_count = 0
+        self.columns = []
+        info = self.statements.get(event.statement_id)
+        if info is not None:
+            long_data = info.long_data
+            self._execute_long_data = long_data
+            if long_data:
+                self.statements[info.statement_id] = attrs.evolve(info, long_data=_NO_LONG_DATA)
 
     def _command(self, event: Event, cls: type) -> None:
         self.command = event
