@@ -43,6 +43,8 @@ from obproxy_tx.wire.connection import Phase
 from obproxy_tx.wire.constants import Capability
 from obproxy_tx.wire.packets import ERRPacket
 
+_module_log = Logger(namespace="obproxy_tx.session.drain")
+
 __all__ = [
     "ER_SERVER_SHUTDOWN",
     "SHUTDOWN_MESSAGE",
@@ -167,6 +169,30 @@ _LOGIN_PHASES = frozenset(
         Phase.AUTH_MORE_DATA,
     )
 )
+
+
+def write_last_error(session: Any, error: Callable[[int], bytes]) -> None:
+    """
+    Tell a client session why it is about to be closed: write C{error(its
+    capabilities)} (a framed ERR) straight to its transport, but only where
+    it cannot cut into an answer (the conversation is idle) and not through
+    the compressed protocol, whose framing this raw packet lacks.
+
+    @param session: the client session (closed by the caller afterwards).
+    @param error: makes the framed ERR for the client's capabilities.
+    """
+    conn = session.conn
+    transport = session.transport
+    if (
+        transport is None
+        or conn.phase is not Phase.COMMAND_IDLE
+        or getattr(conn, "compression", None) is not None
+    ):
+        return
+    try:
+        transport.write(error(int(conn.capabilities)))
+    except Exception:  # noqa: BLE001 (the close that follows matters more)
+        _module_log.debug("no last error for client session {cs_id}", cs_id=session.cs_id)
 
 
 def shutdown_error(capabilities: int = Capability.CLIENT_PROTOCOL_41) -> bytes:
@@ -339,21 +365,7 @@ class Drain:
             self.tally.closed_at_deadline += 1
         else:
             self.tally.closed_idle += 1
-        conn = session.conn
-        transport = session.transport
-        # The shutdown message only where it cannot cut into an answer, and not
-        # through the compressed protocol, whose framing this raw packet lacks.
-        if (
-            transport is not None
-            and conn.phase is Phase.COMMAND_IDLE
-            and getattr(conn, "compression", None) is None
-        ):
-            try:
-                transport.write(shutdown_error(int(conn.capabilities)))
-            except Exception:  # noqa: BLE001 (the close below matters more)
-                self._log.debug(
-                    "no shutdown message for client session {cs_id}", cs_id=session.cs_id
-                )
+        write_last_error(session, shutdown_error)
         session.close()
 
     def _deadline(self) -> None:

@@ -42,9 +42,14 @@ from twisted.python.failure import Failure
 from obproxy_tx.config import ProxyConfig
 from obproxy_tx.config_diff import ClusterChanges, SessionStep, server_session_step
 from obproxy_tx.logs import Logger
-from obproxy_tx.session.drain import ER_SERVER_SHUTDOWN, DrainStep, decide, view_of
+from obproxy_tx.session.drain import (
+    ER_SERVER_SHUTDOWN,
+    DrainStep,
+    decide,
+    view_of,
+    write_last_error,
+)
 from obproxy_tx.tls import users_may_require_tls
-from obproxy_tx.wire.connection import Phase
 from obproxy_tx.wire.constants import Capability
 from obproxy_tx.wire.packets import ERRPacket
 
@@ -207,18 +212,7 @@ class Retirement:
         if active is not None and getattr(active, "alive", False) and active.backend_id:
             # Past the deadline with a statement running: stop it there too.
             self._kill(session, active)
-        conn = session.conn
-        transport = session.transport
-        # As the drain: only where it cannot cut into an answer, and not compressed.
-        if (
-            transport is not None
-            and conn.phase is Phase.COMMAND_IDLE
-            and getattr(conn, "compression", None) is None
-        ):
-            try:
-                transport.write(cluster_removed_error(cluster, int(conn.capabilities)))
-            except Exception:  # noqa: BLE001 (the close below matters more)
-                _log.debug("no removal message for client session {cs_id}", cs_id=session.cs_id)
+        write_last_error(session, lambda capabilities: cluster_removed_error(cluster, capabilities))
         _log.info(
             "client session {cs_id}: closed, its cluster {cluster} was removed",
             cs_id=session.cs_id,

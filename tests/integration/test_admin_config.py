@@ -40,19 +40,6 @@ ROOT_PASSWORD = "h3_root_pw"
 """Password of MariaDB's C{'root'@'127.0.0.1'} while this module runs."""
 
 
-@pytest.fixture
-def processes() -> Iterator[List[subprocess.Popen[str]]]:
-    """
-    The twistd processes a test starts; any still running at the end are killed.
-    """
-    started: List[subprocess.Popen[str]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def root_account(mariadb: Server) -> Iterator[Server]:
     """

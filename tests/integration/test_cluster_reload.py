@@ -31,7 +31,7 @@ from typing import Any, Iterator, List, Set, Tuple
 import pymysql  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from tests.integration.test_drain_reload import catches, direct, run, wait_until
+from tests.integration.test_drain_reload import catches, direct, run, tag_table, wait_until
 from tests.integration.test_twistd import free_port, spawn, twistd_command, wait_for_port
 from tests.proxy_fixtures import verifier
 from tests.testbed import Server
@@ -41,16 +41,6 @@ pytestmark = pytest.mark.integration
 
 TABLE = "r6_reload"
 SECOND = "r6-second"
-
-
-@pytest.fixture
-def processes() -> Iterator[List[subprocess.Popen[str]]]:
-    started: List[subprocess.Popen[str]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=10)
 
 
 @pytest.fixture
@@ -64,12 +54,9 @@ def second() -> Iterator[Server]:
 
 @pytest.fixture
 def table(mariadb: Server) -> Iterator[str]:
-    with direct(mariadb) as connection:
-        run(connection, f"DROP TABLE IF EXISTS {TABLE}")
-        run(connection, f"CREATE TABLE {TABLE} (tag VARCHAR(20) PRIMARY KEY) ENGINE=InnoDB")
-    yield TABLE
-    with direct(mariadb) as connection:
-        run(connection, f"DROP TABLE IF EXISTS {TABLE}")
+    """An empty table C{r6_reload(tag)} in the test database, dropped afterwards."""
+    with tag_table(mariadb, TABLE) as name:
+        yield name
 
 
 def _conf(port: int, servers: List[Server], users: List[Tuple[str, str]], spare: bool) -> str:

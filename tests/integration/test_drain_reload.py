@@ -22,6 +22,7 @@ exits) are printed.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import socket
@@ -46,28 +47,22 @@ pytestmark = pytest.mark.integration
 TABLE = "h4_drain"
 
 
-@pytest.fixture
-def processes() -> Iterator[List[subprocess.Popen[str]]]:
-    """
-    The twistd processes a test starts; any still running at the end are killed.
-    """
-    started: List[subprocess.Popen[str]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=10)
+@contextlib.contextmanager
+def tag_table(mariadb: Server, name: str) -> Iterator[str]:
+    """An empty table C{NAME(tag)} in the test database, dropped afterwards."""
+    with direct(mariadb) as connection:
+        run(connection, f"DROP TABLE IF EXISTS {name}")
+        run(connection, f"CREATE TABLE {name} (tag VARCHAR(20) PRIMARY KEY) ENGINE=InnoDB")
+    yield name
+    with direct(mariadb) as connection:
+        run(connection, f"DROP TABLE IF EXISTS {name}")
 
 
 @pytest.fixture
 def table(mariadb: Server) -> Iterator[str]:
     """An empty table C{h4_drain(tag)} in the test database, dropped afterwards."""
-    with direct(mariadb) as connection:
-        run(connection, f"DROP TABLE IF EXISTS {TABLE}")
-        run(connection, f"CREATE TABLE {TABLE} (tag VARCHAR(20) PRIMARY KEY) ENGINE=InnoDB")
-    yield TABLE
-    with direct(mariadb) as connection:
-        run(connection, f"DROP TABLE IF EXISTS {TABLE}")
+    with tag_table(mariadb, TABLE) as name:
+        yield name
 
 
 def direct(mariadb: Server) -> Any:

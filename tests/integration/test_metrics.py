@@ -25,12 +25,10 @@ from twisted.logger import formatEvent, globalLogPublisher
 
 from obproxy_tx import metrics
 from obproxy_tx.config import ITEMS
-from tests.integration.test_twistd import free_port, processes, spawn, stop, twistd_command
+from tests.integration.test_twistd import free_port, spawn, stop, twistd_command
 from tests.proxy_fixtures import in_thread, reactor, start_proxy_for, stop_proxy_later, verifier
 
 pytestmark = pytest.mark.integration
-
-__all__ = ["processes"]  # the fixture, used by the twistd tests here
 
 Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
 

@@ -36,14 +36,12 @@ from obproxy_tx.reload import ConfigSource, reload_config
 from obproxy_tx.session.manager import SessionManager
 from tests.integration.test_drain_reload import Proxy as TwistdProxy
 from tests.integration.test_drain_reload import wait_until
-from tests.integration.test_twistd import processes, stop
+from tests.integration.test_twistd import stop
 from tests.proxy_fixtures import Proxy, in_thread, reactor, stop_proxy_later, verifier
 from tests.testbed.certs import TLSCerts, ensure_certs
 from tests.testbed.clients import ClientError, connector_query, mariadb_cli
 
 pytestmark = pytest.mark.integration
-
-__all__ = ["processes"]  # the fixture, for the twistd test
 
 
 def _write_config(

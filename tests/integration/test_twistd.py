@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator, List, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 import pymysql  # type: ignore[import-untyped, unused-ignore]
 import pytest
@@ -154,19 +154,6 @@ def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM, code: int = 
     output, _ = process.communicate(timeout=30)
     assert process.returncode == code, output
     return output
-
-
-@pytest.fixture
-def processes() -> Iterator[List[subprocess.Popen[str]]]:
-    """
-    Processes a test starts; any still running at the end are killed.
-    """
-    started: List[subprocess.Popen[str]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=10)
 
 
 def spawn(processes: List[subprocess.Popen[str]], command: Sequence[str]) -> subprocess.Popen[str]:
