@@ -6,7 +6,7 @@ state machine of C{tests/fuzz/test_proxy_conversations.py}.
 
 from __future__ import annotations
 
-from typing import Any, List, Tuple
+from typing import Any, Callable, List, Tuple
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Protocol
@@ -33,7 +33,15 @@ from obproxy_tx.wire.packets import (
 )
 from obproxy_tx.wire.scramble import native_password_response, native_password_verifier
 
-__all__ = ["BACKEND_CAPS", "PASSWORD", "Backend", "ProxyHarness", "RawClient", "run_proxy"]
+__all__ = [
+    "BACKEND_CAPS",
+    "PASSWORD",
+    "Backend",
+    "ProxyHarness",
+    "RawClient",
+    "join_new_backends",
+    "run_proxy",
+]
 
 BACKEND_CAPS = Capability(0x009FF7FF)
 AUTOCOMMIT = ServerStatus.SERVER_STATUS_AUTOCOMMIT
@@ -127,6 +135,31 @@ class RawClient:
         return self.conn.receive_data(data) if data else []
 
 
+def join_new_backends(
+    reactor: MemoryReactorClock, joined: int, make: Callable[[str], Protocol]
+) -> List[Tuple[Any, Any, iosim.IOPump]]:
+    """
+    Join each connection attempt the proxy made on C{reactor} after the first
+    C{joined} ones to a new backend C{make(host)}, in memory (the backend
+    greets first, as a MySQL server does).
+
+    @return: C{(backend, the proxy's protocol, pump)} for each, in order.
+    """
+    joins = []
+    for host, _port, factory, _timeout, _bind in reactor.tcpClients[joined:]:
+        proxy_side = factory.buildProtocol(IPv4Address("TCP", host, 3306))
+        backend = make(host)
+        pump = iosim.connect(
+            backend,
+            iosim.makeFakeServer(backend),
+            proxy_side,
+            iosim.makeFakeClient(proxy_side),
+            greet=True,
+        )
+        joins.append((backend, proxy_side, pump))
+    return joins
+
+
 class ProxyHarness:
     """
     A L{SessionManager} on a memory reactor; its backend connections are
@@ -156,20 +189,11 @@ clusters:
     def flush(self) -> None:
         """Move bytes everywhere; connect the proxy's new backend connections."""
         for _ in range(50):
-            while len(self.reactor.tcpClients) > len(self.backends):
-                factory = self.reactor.tcpClients[len(self.backends)][2]
-                proxy_side = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 3306))
-                backend = Backend()
+            for backend, proxy_side, pump in join_new_backends(
+                self.reactor, len(self.backends), lambda host: Backend()
+            ):
                 self.backends.append((backend, proxy_side))
-                self.pumps.append(
-                    iosim.connect(
-                        backend,
-                        iosim.makeFakeServer(backend),
-                        proxy_side,
-                        iosim.makeFakeClient(proxy_side),
-                        greet=True,
-                    )
-                )
+                self.pumps.append(pump)
             moved = False
             for pump in self.pumps:
                 moved = pump.pump() or moved

@@ -16,6 +16,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.test import iosim
 
+from fuzz.proxy import join_new_backends
 from obproxy_tx.config import parse_config
 from obproxy_tx.session.manager import SessionManager
 from obproxy_tx.session.states import ClientSessionState, ServerSessionState
@@ -144,19 +145,14 @@ clusters:
 
     def accept_backends(self) -> None:
         """Connect every pending proxy connection attempt to a new fake backend."""
-        while len(self.reactor.tcpClients) > len(self.backends):
-            _host, _port, factory, _timeout, _bind = self.reactor.tcpClients[len(self.backends)]
-            proxy_side = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 3306))
+
+        def make(host: str) -> FakeBackend:
             backend = FakeBackend(die_on_query=self.dying_backends > 0)
             self.dying_backends = max(0, self.dying_backends - 1)
+            return backend
+
+        for backend, _, pump in join_new_backends(self.reactor, len(self.backends), make):
             self.backends.append(backend)
-            pump = iosim.connect(
-                backend,
-                iosim.makeFakeServer(backend),
-                proxy_side,
-                iosim.makeFakeClient(proxy_side),
-                greet=True,
-            )
             self.pumps.append(pump)
 
     def flush(self) -> None:

@@ -17,6 +17,7 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.test import iosim
 
+from fuzz.proxy import join_new_backends
 from obproxy_tx.config import parse_config
 from obproxy_tx.session.manager import SessionManager
 from obproxy_tx.wire.connection import ClientConnection, Phase, RowData, ServerConnection
@@ -157,20 +158,11 @@ clusters:
     def flush(self) -> None:
         """Move bytes everywhere until nothing moves; read the client's answers."""
         for _ in range(30):
-            while len(self.reactor.tcpClients) > len(self.backends):
-                factory = self.reactor.tcpClients[len(self.backends)][2]
-                proxy_side = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 3306))
-                backend = Backend()
+            for backend, _, pump in join_new_backends(
+                self.reactor, len(self.backends), lambda host: Backend()
+            ):
                 self.backends.append(backend)
-                self.pumps.append(
-                    iosim.connect(
-                        backend,
-                        iosim.makeFakeServer(backend),
-                        proxy_side,
-                        iosim.makeFakeClient(proxy_side),
-                        greet=True,
-                    )
-                )
+                self.pumps.append(pump)
             for pump in self.pumps:
                 pump.flush()
             data = b"".join(self.transport.stream)

@@ -13,6 +13,7 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.test import iosim
 
+from fuzz.proxy import join_new_backends
 from obproxy_tx.config import parse_config
 from obproxy_tx.session.manager import SessionManager
 from obproxy_tx.wire.connection import ClientConnection, RowData, ServerConnection
@@ -138,20 +139,11 @@ clusters:
         self.session.makeConnection(self.transport)
 
     def accept_backends(self) -> None:
-        while len(self.reactor.tcpClients) > len(self.backends):
-            host, _port, factory, _timeout, _bind = self.reactor.tcpClients[len(self.backends)]
-            proxy_side = factory.buildProtocol(IPv4Address("TCP", host, 3306))
-            backend = Backend(host, self.scripts.get(host, {}))
+        for backend, _, pump in join_new_backends(
+            self.reactor, len(self.backends), lambda host: Backend(host, self.scripts.get(host, {}))
+        ):
             self.backends.append(backend)
-            self.pumps.append(
-                iosim.connect(
-                    backend,
-                    iosim.makeFakeServer(backend),
-                    proxy_side,
-                    iosim.makeFakeClient(proxy_side),
-                    greet=True,
-                )
-            )
+            self.pumps.append(pump)
 
     def flush(self) -> None:
         for _ in range(30):

@@ -14,6 +14,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.test import iosim
 
+from fuzz.proxy import join_new_backends
 from obproxy_tx.config import parse_config
 from obproxy_tx.session.manager import SessionManager
 from obproxy_tx.session.states import ServerSessionState
@@ -144,20 +145,11 @@ clusters:
 
     def flush(self) -> None:
         for _ in range(20):
-            while len(self.reactor.tcpClients) > len(self.backends):
-                _h, _p, factory, _t, _b = self.reactor.tcpClients[len(self.backends)]
-                proxy_side = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 3306))
-                backend = self.backend_class()
+            for backend, _, pump in join_new_backends(
+                self.reactor, len(self.backends), lambda host: self.backend_class()
+            ):
                 self.backends.append(backend)
-                self.pumps.append(
-                    iosim.connect(
-                        backend,
-                        iosim.makeFakeServer(backend),
-                        proxy_side,
-                        iosim.makeFakeClient(proxy_side),
-                        greet=True,
-                    )
-                )
+                self.pumps.append(pump)
             for pump in self.pumps:
                 pump.flush()
             for client in self.clients:

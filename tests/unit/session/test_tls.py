@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 from twisted.test import iosim
 from zope.interface import directlyProvides
 
+from fuzz.proxy import join_new_backends
 from obproxy_tx.config import ConfigError, parse_config, set_item
 from obproxy_tx.session.manager import SessionManager
 from obproxy_tx.session.pool import login_key
@@ -457,20 +458,14 @@ def _server_tls_harness(certs: TLSCerts, offer: bool) -> tuple[TLSHarness, list[
     made: list[TLSBackend] = []
 
     def accept_backends() -> None:
-        while len(harness.reactor.tcpClients) > len(harness.backends):
-            factory = harness.reactor.tcpClients[len(harness.backends)][2]
-            proxy_side = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 3306))
+        def make(host: str) -> TLSBackend:
             backend = TLSBackend()
             backend.offer_tls = offer
+            return backend
+
+        for backend, _, pump in join_new_backends(harness.reactor, len(harness.backends), make):
             made.append(backend)
             harness.backends.append(backend)
-            pump = iosim.connect(
-                backend,
-                iosim.makeFakeServer(backend),
-                proxy_side,
-                iosim.makeFakeClient(proxy_side),
-                greet=True,
-            )
             harness.pumps.append(pump)
 
     harness.accept_backends = accept_backends  # type: ignore[method-assign]
