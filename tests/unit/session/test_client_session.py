@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import attrs
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
@@ -154,6 +155,26 @@ clusters:
         for backend, _, pump in join_new_backends(self.reactor, len(self.backends), make):
             self.backends.append(backend)
             self.pumps.append(pump)
+
+    def configure(self, **items: Any) -> None:
+        """Change config items of the proxy, as a reload would."""
+        self.manager.config = attrs.evolve(self.manager.config, **items)
+
+    def another_client(self, host: str = "127.0.0.1", port: int = 40001) -> Harness:
+        """A second client of the same proxy (same manager, reactor and backends) from C{host}."""
+        other = cast(Harness, Harness.__new__(Harness))
+        other.reactor = self.reactor
+        other.manager = self.manager
+        other.backends = self.backends
+        other.pumps = self.pumps
+        other.dying_backends = 0
+        other.client = ClientConnection(CLIENT_CAPS)
+        other.events = []
+        peer = IPv4Address("TCP", host, port)
+        other.session = cast(Any, self.manager.listener_factory().buildProtocol(peer))
+        other.transport = iosim.FakeTransport(other.session, isServer=True, peerAddress=peer)
+        other.session.makeConnection(other.transport)
+        return other
 
     def flush(self) -> None:
         """Move bytes everywhere until nothing moves."""

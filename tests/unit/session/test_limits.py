@@ -8,15 +8,13 @@ transports (the harness of C{test_client_session}).
 from __future__ import annotations
 
 import contextlib
-from typing import Any, cast
+from typing import Any
 
 import attrs
 import pytest
 from twisted.internet import defer, task
-from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
-from twisted.test import iosim
 
 from obproxy_tx.config import ConfigError, parse_config
 from obproxy_tx.session.limits import (
@@ -30,7 +28,6 @@ from obproxy_tx.session.limits import (
 )
 from obproxy_tx.session.stats import ProxyStats
 from obproxy_tx.session.timeouts import Watch, query_timeout, session_seconds
-from obproxy_tx.wire.connection import ClientConnection
 from obproxy_tx.wire.errors import LocalProtocolError
 from obproxy_tx.wire.packets import (
     ComChangeUser,
@@ -277,30 +274,6 @@ def test_server_slots_cancelled_wait_leaves_the_queue() -> None:
 # -- the client session ---------------------------------------------------------------------
 
 
-def _configure(harness: Harness, **items: Any) -> None:
-    harness.manager.config = attrs.evolve(harness.manager.config, **items)
-
-
-def _another_client(harness: Harness) -> Harness:
-    """A second client of the same proxy (same manager, reactor and backends)."""
-    other = cast(Harness, Harness.__new__(Harness))
-    other.reactor = harness.reactor
-    other.manager = harness.manager
-    other.backends = harness.backends
-    other.pumps = harness.pumps
-    other.dying_backends = 0
-    other.client = ClientConnection(CLIENT_CAPS)
-    other.events = []
-    other.session = harness.manager.listener_factory().buildProtocol(
-        IPv4Address("TCP", "127.0.0.1", 40001)
-    )
-    other.transport = iosim.FakeTransport(
-        other.session, isServer=True, peerAddress=IPv4Address("TCP", "127.0.0.1", 40001)
-    )
-    other.session.makeConnection(other.transport)
-    return other
-
-
 def _login_as(harness: Harness, user: str, password: bytes = PASSWORD) -> Any:
     harness.flush()
     greeting = harness.events.pop(0)
@@ -320,8 +293,8 @@ def _login_as(harness: Harness, user: str, password: bytes = PASSWORD) -> Any:
 
 def test_client_max_connections_refuses_at_login_with_1203_and_closes() -> None:
     harness = Harness()
-    _configure(harness, client_max_connections=1)
-    _another_client(harness)  # connected, not logged in: it counts, as in ODP
+    harness.configure(client_max_connections=1)
+    harness.another_client()  # connected, not logged in: it counts, as in ODP
     answer = harness.login()
     assert isinstance(answer, ERRPacket)
     assert (answer.error_code, answer.sqlstate, answer.message) == (
@@ -337,23 +310,23 @@ def test_client_max_connections_refuses_at_login_with_1203_and_closes() -> None:
 
 def test_local_admin_gets_into_a_full_proxy() -> None:
     harness = Harness()
-    _configure(harness, client_max_connections=1)
-    _another_client(harness)
+    harness.configure(client_max_connections=1)
+    harness.another_client()
     assert isinstance(_login_as(harness, "root@proxysys", b""), OKPacket)
 
 
 def test_user_cap_counts_logged_in_sessions_of_the_user() -> None:
     harness = Harness()
-    _configure(harness, user_max_connections=1)
+    harness.configure(user_max_connections=1)
     assert isinstance(harness.login(), OKPacket)
-    second = _another_client(harness)
+    second = harness.another_client()
     answer = second.login()
     assert isinstance(answer, ERRPacket) and answer.error_code == 1203
     assert "max_user_connections" in answer.message
     assert harness.manager.stats.user_cap_refusals == 1
     # Once the first quits, the user has room again.
     harness.session.connectionLost(Failure(ConnectionDone()))
-    third = _another_client(harness)
+    third = harness.another_client()
     assert isinstance(third.login(), OKPacket)
 
 
@@ -361,10 +334,10 @@ def test_a_users_own_max_connections_beats_the_default() -> None:
     harness = Harness()
     cluster = harness.manager.config.clusters[0]
     users = tuple(attrs.evolve(u, max_connections=2) for u in cluster.users)
-    _configure(harness, user_max_connections=1, clusters=(attrs.evolve(cluster, users=users),))
+    harness.configure(user_max_connections=1, clusters=(attrs.evolve(cluster, users=users),))
     assert isinstance(harness.login(), OKPacket)
-    assert isinstance(_another_client(harness).login(), OKPacket)
-    assert isinstance(_another_client(harness).login(), ERRPacket)
+    assert isinstance(harness.another_client().login(), OKPacket)
+    assert isinstance(harness.another_client().login(), ERRPacket)
 
 
 def test_user_entry_max_connections_is_read_and_checked() -> None:
@@ -399,7 +372,7 @@ def test_query_timeout_answers_1317_kills_and_closes(monkeypatch: pytest.MonkeyP
     _quiet_after_quit(monkeypatch)
     monkeypatch.setattr(base.FakeBackend, "_answer", hang)
     harness = Harness()
-    _configure(harness, query_response_timeout=5.0)
+    harness.configure(query_response_timeout=5.0)
     assert isinstance(harness.login(), OKPacket)
     harness.send(ComQuery(b"SELECT 1"))
     assert isinstance(harness.events.pop(0), OKPacket)
@@ -435,7 +408,7 @@ def test_query_timeout_is_off_by_default_on_mysql_clusters(
 
 def test_net_read_timeout_closes_a_client_stalled_mid_packet() -> None:
     harness = Harness()
-    _configure(harness, net_read_timeout=3.0)
+    harness.configure(net_read_timeout=3.0)
     assert isinstance(harness.login(), OKPacket)
     packet = harness.client.send(ComQuery(b"SELECT 1"))
     harness.session.dataReceived(packet[:6])
@@ -450,7 +423,7 @@ def test_net_read_timeout_closes_a_client_stalled_mid_packet() -> None:
 
 def test_net_read_timeout_leaves_whole_packets_alone() -> None:
     harness = Harness()
-    _configure(harness, net_read_timeout=3.0)
+    harness.configure(net_read_timeout=3.0)
     assert isinstance(harness.login(), OKPacket)
     packet = harness.client.send(ComQuery(b"SELECT 1"))
     harness.session.dataReceived(packet[:6])
@@ -463,7 +436,7 @@ def test_net_read_timeout_leaves_whole_packets_alone() -> None:
 
 def test_net_write_timeout_closes_a_client_that_does_not_read() -> None:
     harness = Harness()
-    _configure(harness, net_write_timeout=4.0)
+    harness.configure(net_write_timeout=4.0)
     assert isinstance(harness.login(), OKPacket)
     session = harness.session
     session._client_write_blocked(True)
@@ -481,7 +454,7 @@ def test_net_write_timeout_closes_a_client_that_does_not_read() -> None:
 
 def test_session_net_write_timeout_variable_wins() -> None:
     harness = Harness()
-    _configure(harness, net_write_timeout=60.0)
+    harness.configure(net_write_timeout=60.0)
     assert isinstance(harness.login(), OKPacket)
     harness.session.state.set_sys_vars([("net_write_timeout", "2")])
     harness.session._client_write_blocked(True)
@@ -499,12 +472,12 @@ def test_login_timeout_is_counted() -> None:
 
 def test_server_slot_is_held_until_the_server_connection_ends() -> None:
     harness = Harness()
-    _configure(harness, server_max_connections=1, server_session_wait_timeout=2.0)
+    harness.configure(server_max_connections=1, server_session_wait_timeout=2.0)
     assert isinstance(harness.login(), OKPacket)
     slots = harness.manager.server_slots
     assert slots.count("127.0.0.1:3306") == 1
     # A second client waits for the only slot and, at the timeout, is refused clearly.
-    second = _another_client(harness)
+    second = harness.another_client()
     second.flush()
     greeting = second.events.pop(0)
     second.send(
@@ -540,9 +513,9 @@ def test_alter_of_query_response_timeout_reaches_logged_in_sessions() -> None:
 
 def test_a_waiting_login_gets_the_slot_a_quitting_client_frees() -> None:
     harness = Harness()
-    _configure(harness, server_max_connections=1, server_session_wait_timeout=5.0)
+    harness.configure(server_max_connections=1, server_session_wait_timeout=5.0)
     assert isinstance(harness.login(), OKPacket)
-    second = _another_client(harness)
+    second = harness.another_client()
     second.flush()
     greeting = second.events.pop(0)
     second.send(
@@ -570,7 +543,7 @@ def test_a_waiting_login_gets_the_slot_a_quitting_client_frees() -> None:
 
 def test_net_read_timeout_sees_a_partial_packet_behind_a_whole_one() -> None:
     harness = Harness()
-    _configure(harness, net_read_timeout=3.0)
+    harness.configure(net_read_timeout=3.0)
     assert isinstance(harness.login(), OKPacket)
     first = harness.client.send(ComQuery(b"SELECT 1"))
     second = ComQuery(b"SELECT 2")
@@ -595,13 +568,12 @@ def test_change_user_respects_the_new_users_cap(monkeypatch: pytest.MonkeyPatch)
     harness = Harness()
     cluster = harness.manager.config.clusters[0]
     bob = attrs.evolve(cluster.users[0], name="bob")
-    _configure(
-        harness,
+    harness.configure(
         user_max_connections=1,
         clusters=(attrs.evolve(cluster, users=(*cluster.users, bob)),),
     )
     assert isinstance(harness.login(), OKPacket)
-    other = _another_client(harness)
+    other = harness.another_client()
     other.flush()
     scramble = other.events[0].auth_plugin_data
     assert isinstance(_login_as(other, "bob"), OKPacket)
@@ -626,8 +598,8 @@ def test_change_user_respects_the_new_users_cap(monkeypatch: pytest.MonkeyPatch)
     harness.session.connectionLost(Failure(ConnectionDone()))
     assert isinstance(change_to("app"), OKPacket)
     # Now bob has no session left: a new bob gets in, another app does not.
-    assert isinstance(_login_as(_another_client(harness), "bob"), OKPacket)
-    assert isinstance(_login_as(_another_client(harness), "app"), ERRPacket)
+    assert isinstance(_login_as(harness.another_client(), "bob"), OKPacket)
+    assert isinstance(_login_as(harness.another_client(), "app"), ERRPacket)
 
 
 def test_a_changed_net_read_timeout_reaches_a_pending_timer() -> None:
@@ -637,7 +609,7 @@ def test_a_changed_net_read_timeout_reaches_a_pending_timer() -> None:
     to that packet.
     """
     harness = Harness()
-    _configure(harness, net_read_timeout=30.0)
+    harness.configure(net_read_timeout=30.0)
     assert isinstance(harness.login(), OKPacket)
     packet = harness.client.send(ComQuery(b"SELECT 1"))
     harness.session.dataReceived(packet[:6])

@@ -7,9 +7,8 @@ C{test_client_session}).
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-import attrs
 from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
@@ -17,9 +16,8 @@ from twisted.test import iosim
 
 from obproxy_tx.session.client_session import ClientSession
 from obproxy_tx.session.pending import PendingLogins, RefusedConnection, too_many_pending_logins
-from obproxy_tx.wire.connection import ClientConnection
 from obproxy_tx.wire.packets import NO_CAPABILITIES, ERRPacket, OKPacket
-from tests.unit.session.test_client_session import CLIENT_CAPS, Harness
+from tests.unit.session.test_client_session import Harness
 
 # -- pure counting ---------------------------------------------------------------------------
 
@@ -71,27 +69,9 @@ def _connect(harness: Harness, host: str, port: int) -> tuple[Any, iosim.FakeTra
     return protocol, transport
 
 
-def _client(harness: Harness, host: str, port: int) -> Harness:
-    """A second client of the same proxy from C{host}, as a harness."""
-    other = cast(Harness, Harness.__new__(Harness))
-    other.reactor = harness.reactor
-    other.manager = harness.manager
-    other.backends = harness.backends
-    other.pumps = harness.pumps
-    other.dying_backends = 0
-    other.client = ClientConnection(CLIENT_CAPS)
-    other.events = []
-    other.session, other.transport = _connect(harness, host, port)
-    return other
-
-
-def _configure(harness: Harness, **items: Any) -> None:
-    harness.manager.config = attrs.evolve(harness.manager.config, **items)
-
-
 def test_over_the_cap_an_address_gets_1040_before_any_greeting_and_counts_nowhere() -> None:
     harness = Harness()  # one pending connection from 127.0.0.1
-    _configure(harness, max_pending_logins_per_ip=3, client_max_connections=4)
+    harness.configure(max_pending_logins_per_ip=3, client_max_connections=4)
     held = [_connect(harness, "127.0.0.1", 41000 + n) for n in range(2)]
     assert all(isinstance(protocol, ClientSession) for protocol, _ in held)
     sessions = len(harness.manager.client_sessions)
@@ -109,20 +89,20 @@ def test_over_the_cap_an_address_gets_1040_before_any_greeting_and_counts_nowher
     assert harness.manager.stats.pending_logins_refused == 1
     assert harness.manager.stats.client_connections == sessions
     # Another address still gets in, and logs in (client_max_connections 4 is not reached).
-    other = _client(harness, "127.0.0.2", 42000)
+    other = harness.another_client("127.0.0.2", 42000)
     assert isinstance(other.login(), OKPacket)
     assert harness.manager.pending_logins.of("127.0.0.2") == 0
 
 
 def test_a_login_or_a_close_makes_room_for_the_address() -> None:
     harness = Harness()
-    _configure(harness, max_pending_logins_per_ip=2)
+    harness.configure(max_pending_logins_per_ip=2)
     idle, _ = _connect(harness, "127.0.0.1", 41000)
     assert not isinstance(_connect(harness, "127.0.0.1", 41001)[0], ClientSession)
     # The harness's client logs in: no longer pending.
     assert isinstance(harness.login(), OKPacket)
     assert harness.manager.pending_logins.of("127.0.0.1") == 1
-    second = _client(harness, "127.0.0.1", 41002)
+    second = harness.another_client("127.0.0.1", 41002)
     assert isinstance(second.session, ClientSession)
     assert not isinstance(_connect(harness, "127.0.0.1", 41003)[0], ClientSession)
     # One not logged in closes: room again.
@@ -136,7 +116,7 @@ def test_a_login_or_a_close_makes_room_for_the_address() -> None:
 
 def test_the_login_timeout_drops_the_count() -> None:
     harness = Harness()
-    _configure(harness, max_pending_logins_per_ip=1)
+    harness.configure(max_pending_logins_per_ip=1)
     assert not isinstance(_connect(harness, "127.0.0.1", 41000)[0], ClientSession)
     harness.reactor.advance(harness.manager.config.client_login_timeout + 0.1)
     assert harness.manager.stats.client_login_timeouts == 1
@@ -148,10 +128,10 @@ def test_the_login_timeout_drops_the_count() -> None:
 
 def test_zero_is_no_cap_and_addressless_connections_are_not_counted() -> None:
     harness = Harness()
-    _configure(harness, max_pending_logins_per_ip=0)
+    harness.configure(max_pending_logins_per_ip=0)
     assert all(
         isinstance(_connect(harness, "127.0.0.1", 41000 + n)[0], ClientSession) for n in range(40)
     )
-    _configure(harness, max_pending_logins_per_ip=1)
+    harness.configure(max_pending_logins_per_ip=1)
     protocol = harness.manager.listener_factory().buildProtocol(UNIXAddress("/tmp/proxy.sock"))
     assert isinstance(protocol, ClientSession)
