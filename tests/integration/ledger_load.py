@@ -116,15 +116,22 @@ class Worker(threading.Thread):
         self.connect()
         deadline = self.options.seconds
         while self.now() < deadline:
-            choice = self.random.random()
-            if choice < 0.06:
-                self.read(slow=True)
-            elif choice < 0.5:
-                self.read()
-            elif choice < 0.75:
-                self.autocommit_insert()
-            else:
-                self.transaction()
+            self.step()
+
+    def step(self) -> None:
+        """
+        One operation of the mix: 6 % slow reads, 44 % reads, 25 % autocommit
+        inserts, 25 % transactions.
+        """
+        choice = self.random.random()
+        if choice < 0.06:
+            self.read(slow=True)
+        elif choice < 0.5:
+            self.read()
+        elif choice < 0.75:
+            self.autocommit_insert()
+        else:
+            self.transaction()
 
     def read(self, slow: bool = False) -> None:
         # A slow read (the server takes 50 ms) is likely to be running when a server dies.

@@ -138,15 +138,7 @@ class SoakWorker(Worker):
                 if order == "client_dies_in_result":
                     self.die_in_result()
                     continue
-                choice = self.random.random()
-                if choice < 0.06:
-                    self.read(slow=True)
-                elif choice < 0.5:
-                    self.read()
-                elif choice < 0.75:
-                    self.autocommit_insert()
-                else:
-                    self.transaction()
+                self.step()
             self.connection.close()
         except Exception as exc:  # noqa: BLE001 (reported: a worker that stops is a failure)
             self.crash = f"{type(exc).__name__}: {exc}"
