@@ -220,6 +220,23 @@ def in_thread(function: Callable[..., Any], *args: Any) -> Any:
     return threads.deferToThread(function, *args)
 
 
+def in_thread_then_stop(proxy: Proxy, function: Callable[..., Any], *args: Any) -> Any:
+    """
+    Run blocking client code in a thread (L{in_thread}), then stop the proxy
+    (L{stop_proxy_later}) whatever the code did.
+
+    @return: a Deferred that fires with the code's result, or fails with its
+        error, once the proxy is stopped.
+    """
+
+    def stop(result: Any) -> Any:
+        stopped = stop_proxy_later(proxy)
+        stopped.addCallback(lambda _: result)
+        return stopped
+
+    return in_thread(function, *args).addBoth(stop)
+
+
 @contextlib.contextmanager
 def mariadb_accounts(
     mariadb: Any, accounts: Mapping[str, str], grant: str = "SELECT ON {database}.*"

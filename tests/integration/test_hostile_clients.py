@@ -44,7 +44,14 @@ import pymysql
 import pytest
 import pytest_twisted
 
-from tests.proxy_fixtures import Proxy, in_thread, reactor, start_proxy, stop_proxy_later
+from tests.proxy_fixtures import (
+    Proxy,
+    in_thread,
+    in_thread_then_stop,
+    reactor,
+    start_proxy,
+    stop_proxy_later,
+)
 from tests.testbed.wireclient import DEFAULT_CAPABILITIES, WireClient, WireError, native_password
 from tests.testbed.wireclient import connect as wire_connect
 
@@ -433,10 +440,7 @@ def test_packet_beyond_max_client_packet_size(mariadb: Any) -> Iterator[Any]:
         out["line"] = bystander.report("16 MiB packets announced")
         return out
 
-    try:
-        out: Any = yield in_thread(run)
-    finally:
-        yield stop_proxy_later(proxy)
+    out: Any = yield in_thread_then_stop(proxy, run)
     assert out["fits"] == [(b"921600",)]
     for where in ("after_login", "before_login"):
         assert out[where] is not None, f"{where}: not closed"
@@ -522,10 +526,7 @@ def test_wrong_sequence_and_garbage(mariadb: Any) -> Iterator[Any]:
         out["line"] = bystander.report("wrong sequence ids and garbage")
         return out
 
-    try:
-        out: Any = yield in_thread(run)
-    finally:
-        yield stop_proxy_later(proxy)
+    out: Any = yield in_thread_then_stop(proxy, run)
     assert out["seq_after_login"] is not None
     assert _error(_packets(out["seq_after_login"])[-1])[0] == 1156
     assert out["seq_in_login"] is not None
@@ -585,10 +586,7 @@ def test_pipelined_commands_answered_in_order(mariadb: Any) -> Iterator[Any]:
         out["line"] = bystander.report("pipelined commands")
         return out
 
-    try:
-        out: Any = yield in_thread(run)
-    finally:
-        yield stop_proxy_later(proxy)
+    out: Any = yield in_thread_then_stop(proxy, run)
     answers = out["answers"]
     assert answers[:16] == [[(str(n).encode(),)] for n in range(16)]
     assert answers[16] == b"\x00"
@@ -747,10 +745,7 @@ def test_password_guessing_is_throttled_per_address(mariadb: Any) -> Iterator[An
         out["line"] = bystander.report("password guessing from 127.0.0.2")
         return out
 
-    try:
-        out: Any = yield in_thread(run)
-    finally:
-        yield stop_proxy_later(proxy)
+    out: Any = yield in_thread_then_stop(proxy, run)
     first, parallel = out["first"], out["parallel"]
     print(
         "guessing: first 3 answered in "
@@ -844,10 +839,7 @@ def test_password_guessing_with_change_user_is_throttled(mariadb: Any) -> Iterat
         out["line"] = bystander.report("COM_CHANGE_USER guessing from 127.0.0.3")
         return out
 
-    try:
-        out: Any = yield in_thread(run)
-    finally:
-        yield stop_proxy_later(proxy)
+    out: Any = yield in_thread_then_stop(proxy, run)
     attempts = out["attempts"]
     print("change_user guesses: " + ", ".join(f"{code}@{t:.2f}s" for t, code in attempts))
     assert [code for _, code in attempts] == [1045] * 6

@@ -24,7 +24,13 @@ import pymysql
 import pytest
 import pytest_twisted
 
-from tests.proxy_fixtures import in_thread, start_proxy, start_proxy_for, stop_proxy_later
+from tests.proxy_fixtures import (
+    in_thread,
+    in_thread_then_stop,
+    start_proxy,
+    start_proxy_for,
+    stop_proxy_later,
+)
 from tests.testbed.clients import ClientError, connector_query, mariadb_cli
 
 pytestmark = pytest.mark.integration
@@ -108,10 +114,7 @@ def test_client_max_connections_is_odps_1203_at_login(mariadb: Any) -> Iterator[
         second.close()
         return out
 
-    try:
-        out: Any = yield in_thread(run)
-    finally:
-        yield stop_proxy_later(proxy)
+    out: Any = yield in_thread_then_stop(proxy, run)
     assert out["pymysql"] == (1203, "Too many sessions")
     assert out["cli"][0] == 1203 and "Too many sessions" in out["cli"][1]
     assert out["connector"][0] == 1203 and "Too many sessions" in out["connector"][1]
@@ -139,10 +142,7 @@ def test_user_cap_refuses_only_that_user(mariadb: Any) -> Iterator[Any]:
         first.close()
         return out
 
-    try:
-        out: Any = yield in_thread(run)
-    finally:
-        yield stop_proxy_later(proxy)
+    out: Any = yield in_thread_then_stop(proxy, run)
     code, message = out["second"]
     assert code == 1203
     assert message == (
@@ -204,10 +204,7 @@ def test_server_cap_is_never_exceeded(mariadb: Any) -> Iterator[Any]:
             sampler.join()
         return out
 
-    try:
-        out: Any = yield in_thread(run)
-    finally:
-        yield stop_proxy_later(proxy)
+    out: Any = yield in_thread_then_stop(proxy, run)
     assert out["held"] == 2
     code, message = out["third"]
     assert code == 1040
@@ -260,10 +257,7 @@ def test_query_response_timeout_answers_1317_and_kills(mariadb: Any) -> Iterator
         bystander.close()
         return out
 
-    try:
-        out: Any = yield in_thread(run)
-    finally:
-        yield stop_proxy_later(proxy)
+    out: Any = yield in_thread_then_stop(proxy, run)
     code, message = out["answer"]
     assert code == 1317
     assert "did not answer within 1s" in message
@@ -298,10 +292,7 @@ def test_net_read_timeout_closes_a_client_stalled_mid_packet(mariadb: Any) -> It
         bystander.close()
         return out
 
-    try:
-        out: Any = yield in_thread(run)
-    finally:
-        yield stop_proxy_later(proxy)
+    out: Any = yield in_thread_then_stop(proxy, run)
     assert out["closed"]
     assert out["bystander"] == "fine"
     assert proxy.manager.stats.client_net_read_timeouts == 1
@@ -344,10 +335,7 @@ def test_net_write_timeout_closes_a_client_that_stops_reading(mariadb: Any) -> I
                 time.sleep(0.05)
         return out
 
-    try:
-        out: Any = yield in_thread(run)
-    finally:
-        yield stop_proxy_later(proxy)
+    out: Any = yield in_thread_then_stop(proxy, run)
     assert proxy.manager.stats.client_net_write_timeouts == 1
     assert out["closed"]
     print(f"net_write_timeout: {out['backend_left']} left ({out['before']} not ours excluded)")
@@ -369,10 +357,7 @@ def test_login_timeout_closes_a_silent_client(mariadb: Any) -> Iterator[Any]:
             assert greeting[4] == 10  # protocol version 10
             return _closed_by_peer(sock, 5.0)
 
-    try:
-        closed: Any = yield in_thread(run)
-    finally:
-        yield stop_proxy_later(proxy)
+    closed: Any = yield in_thread_then_stop(proxy, run)
     assert closed
     assert proxy.manager.stats.client_login_timeouts == 1
 
@@ -470,10 +455,7 @@ def test_server_cap_queues_a_burst_of_clients(mariadb: Any) -> Iterator[Any]:
         )
         return results
 
-    try:
-        results: Any = yield in_thread(run)
-    finally:
-        yield stop_proxy_later(proxy)
+    results: Any = yield in_thread_then_stop(proxy, run)
     assert results == ["ok"] * 16
     assert proxy.manager.stats.server_session_waits > 0
     assert proxy.manager.stats.server_session_wait_timeouts == 0

@@ -13,7 +13,13 @@ import pymysql
 import pytest
 import pytest_twisted
 
-from tests.proxy_fixtures import in_thread, start_proxy, start_proxy_for, stop_proxy_later
+from tests.proxy_fixtures import (
+    in_thread,
+    in_thread_then_stop,
+    start_proxy,
+    start_proxy_for,
+    stop_proxy_later,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -50,10 +56,7 @@ def test_connection_id_calls_answer_the_handshake_id(mariadb: Any) -> Iterator[A
             other.close()
         return out
 
-    try:
-        out: Any = yield in_thread(run)
-    finally:
-        yield stop_proxy_later(proxy)
+    out: Any = yield in_thread_then_stop(proxy, run)
     assert out["row"] == (out["thread_id"], 1)
     assert out["names"] == ["CONNECTION_ID()", "1"]
     assert out["expr"] == (out["thread_id"], "CONNECTION_ID()")
@@ -141,10 +144,7 @@ def test_quit_and_abrupt_close_reach_the_backend_as_such(mariadb: Any) -> Iterat
         rude._sock.close()  # type: ignore[union-attr]
         return before, after_quit, settle(before + 1)
 
-    try:
-        counts: Any = yield in_thread(run)
-    finally:
-        yield stop_proxy_later(proxy)
+    counts: Any = yield in_thread_then_stop(proxy, run)
     before, after_quit, after_abort = counts
     assert after_quit == before
     assert after_abort == before + 1

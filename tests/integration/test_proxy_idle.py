@@ -12,7 +12,11 @@ import pymysql
 import pytest
 import pytest_twisted
 
-from tests.proxy_fixtures import BACKENDS, in_thread, start_proxy, stop_proxy_later
+from tests.proxy_fixtures import (
+    BACKENDS,
+    in_thread_then_stop,
+    start_proxy,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -51,10 +55,7 @@ def test_wait_timeout_closes_an_idle_client(request: Any, backend: str) -> Itera
                 out["after"] = error.args[0]
         return out
 
-    try:
-        out: Any = yield in_thread(run)
-    finally:
-        yield stop_proxy_later(proxy)
+    out: Any = yield in_thread_then_stop(proxy, run)
     assert out["right_after_set"] in (2006, 2013)
     assert out["long"] == "still here"
     assert out["after"] in (2006, 2013)

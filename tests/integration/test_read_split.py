@@ -19,7 +19,14 @@ import pytest_twisted
 
 from obproxy_tx.config import parse_config
 from obproxy_tx.session.manager import SessionManager
-from tests.proxy_fixtures import Proxy, in_thread, reactor, stop_proxy, stop_proxy_later, verifier
+from tests.proxy_fixtures import (
+    Proxy,
+    in_thread,
+    in_thread_then_stop,
+    reactor,
+    stop_proxy,
+    verifier,
+)
 from tests.testbed import TestbedError
 from tests.testbed.replication import (
     MONITOR,
@@ -238,10 +245,7 @@ def test_user_default_and_the_mariadb_client(pair: Replication) -> Iterator[Any]
             outputs.append(result.stdout.strip())
         return outputs
 
-    try:
-        outputs = yield in_thread(client)
-    finally:
-        yield stop_proxy_later(proxy)
+    outputs = yield in_thread_then_stop(proxy, client)
     assert outputs == [str(REPLICA), str(PRIMARY)]
 
 

@@ -37,7 +37,14 @@ from obproxy_tx.session.manager import SessionManager
 from tests.integration.test_drain_reload import Proxy as TwistdProxy
 from tests.integration.test_drain_reload import wait_until
 from tests.integration.test_twistd import stop
-from tests.proxy_fixtures import Proxy, in_thread, reactor, stop_proxy_later, verifier
+from tests.proxy_fixtures import (
+    Proxy,
+    in_thread,
+    in_thread_then_stop,
+    reactor,
+    stop_proxy_later,
+    verifier,
+)
 from tests.testbed.certs import TLSCerts, ensure_certs
 from tests.testbed.clients import ClientError, connector_query, mariadb_cli
 
@@ -208,10 +215,7 @@ def test_tls_on_both_sides_with_real_clients(
             out["cli_plain"] = error.output.strip()
         return out
 
-    try:
-        out = yield in_thread(run)
-    finally:
-        yield stop_proxy_later(proxy)
+    out = yield in_thread_then_stop(proxy, run)
     assert out["client_cert"] == _file_fingerprint(tls_certs.cert)
     # The backend's own view of the proxy's session: encrypted.
     assert out["backend_ssl"][1].startswith("TLSv1.")
@@ -277,10 +281,7 @@ def test_server_verification_failures_are_clear(
             out["right"] = _one(conn, "SHOW SESSION STATUS LIKE 'Ssl_version'")
         return out
 
-    try:
-        out = yield in_thread(run)
-    finally:
-        yield stop_proxy_later(proxy)
+    out = yield in_thread_then_stop(proxy, run)
     address = f"{mariadb.host}:{mariadb.port}"
     code, message = out["wrong_ca"]
     assert code == 1105, message
@@ -419,10 +420,7 @@ def test_seekdb_in_plain_text_behind_a_tls_proxy(
             out["plain"] = _one(conn, "SELECT 40 + 3")
         return out
 
-    try:
-        out = yield in_thread(run)
-    finally:
-        yield stop_proxy_later(proxy)
+    out = yield in_thread_then_stop(proxy, run)
     assert out["tls"] == (42,)
     assert out["plain"] == (43,)
     assert out["cert"] == _file_fingerprint(tls_certs.cert)
@@ -522,10 +520,7 @@ clusters:
             out["tls_tls"] = _one(conn, "SELECT CURRENT_USER()")
         return out
 
-    try:
-        out = yield in_thread(run)
-    finally:
-        yield stop_proxy_later(proxy)
+    out = yield in_thread_then_stop(proxy, run)
     assert out["native_plain"] == ("native_user@%",)
     assert out["tls_plain"] == (
         1045,
