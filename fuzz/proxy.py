@@ -15,7 +15,7 @@ from twisted.logger import globalLogPublisher
 from twisted.test import iosim
 
 from fuzz.replay import CLIENT, parse_records
-from obproxy_tx.config import parse_config
+from obproxy_tx.config import ProxyConfig, parse_config
 from obproxy_tx.session.manager import SessionManager
 from obproxy_tx.wire.connection import ClientConnection, Phase, ServerConnection
 from obproxy_tx.wire.constants import Capability, ColumnFlag, ColumnType, ServerStatus
@@ -39,6 +39,7 @@ __all__ = [
     "Backend",
     "ProxyHarness",
     "RawClient",
+    "app_config",
     "join_new_backends",
     "run_proxy",
 ]
@@ -135,6 +136,24 @@ class RawClient:
         return self.conn.receive_data(data) if data else []
 
 
+def app_config(verifier: bytes) -> ProxyConfig:
+    """
+    The configuration of the in-memory proxies: one MySQL cluster C{c1} on
+    C{127.0.0.1:3306} with one user, C{app@sys}, whose password has C{verifier}
+    (L{native_password_verifier}).
+    """
+    return parse_config(
+        f"""
+clusters:
+  - name: c1
+    type: mysql
+    servers: ["127.0.0.1:3306"]
+    users:
+      - {{name: app, tenant: sys, verifier: "*{verifier.hex().upper()}"}}
+"""
+    )
+
+
 def join_new_backends(
     reactor: MemoryReactorClock, joined: int, make: Callable[[str], Protocol]
 ) -> List[Tuple[Any, Any, iosim.IOPump]]:
@@ -170,18 +189,9 @@ class ProxyHarness:
 
     def __init__(self) -> None:
         self.reactor = MemoryReactorClock()
-        verifier = native_password_verifier(PASSWORD.encode()).hex().upper()
-        config = parse_config(
-            f"""
-clusters:
-  - name: c1
-    type: mysql
-    servers: ["127.0.0.1:3306"]
-    users:
-      - {{name: app, tenant: sys, verifier: "*{verifier}"}}
-"""
+        self.manager = SessionManager(
+            app_config(native_password_verifier(PASSWORD.encode())), self.reactor
         )
-        self.manager = SessionManager(config, self.reactor)
         self.backends: List[Tuple[Backend, Any]] = []
         self.pumps: List[iosim.IOPump] = []
         self._clients = 0

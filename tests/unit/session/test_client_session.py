@@ -17,7 +17,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.test import iosim
 
-from fuzz.proxy import join_new_backends
+from fuzz.proxy import app_config, join_new_backends
 from obproxy_tx.config import parse_config
 from obproxy_tx.session.manager import SessionManager
 from obproxy_tx.session.states import ClientSessionState, ServerSessionState
@@ -119,17 +119,7 @@ class Harness:
 
     def __init__(self, verifier: bytes = native_password_verifier(PASSWORD)) -> None:
         self.reactor = MemoryReactorClock()
-        config = parse_config(
-            f"""
-clusters:
-  - name: c1
-    type: mysql
-    servers: ["127.0.0.1:3306"]
-    users:
-      - {{name: app, tenant: sys, verifier: "*{verifier.hex().upper()}"}}
-"""
-        )
-        self.manager = SessionManager(config, self.reactor)
+        self.manager = SessionManager(app_config(verifier), self.reactor)
         self.backends: list[FakeBackend] = []
         self.dying_backends = 0
         self.pumps: list[iosim.IOPump] = []

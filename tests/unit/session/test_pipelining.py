@@ -17,8 +17,7 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.test import iosim
 
-from fuzz.proxy import join_new_backends
-from obproxy_tx.config import parse_config
+from fuzz.proxy import app_config, join_new_backends
 from obproxy_tx.session.manager import SessionManager
 from obproxy_tx.wire.connection import ClientConnection, Phase, RowData, ServerConnection
 from obproxy_tx.wire.constants import Capability, ColumnFlag, ColumnType, ServerStatus
@@ -131,18 +130,7 @@ class Harness:
 
     def __init__(self) -> None:
         self.reactor = MemoryReactorClock()
-        verifier = native_password_verifier(PASSWORD)
-        config = parse_config(
-            f"""
-clusters:
-  - name: c1
-    type: mysql
-    servers: ["127.0.0.1:3306"]
-    users:
-      - {{name: app, tenant: sys, verifier: "*{verifier.hex().upper()}"}}
-"""
-        )
-        self.manager = SessionManager(config, self.reactor)
+        self.manager = SessionManager(app_config(native_password_verifier(PASSWORD)), self.reactor)
         self.backends: list[Backend] = []
         self.pumps: list[iosim.IOPump] = []
         self.client = ClientConnection(CLIENT_CAPS)
