@@ -1209,6 +1209,21 @@ class _Connection:
             self._switch_compression()
         return data
 
+    def _takes_framed(self, framed: bytes, payload_length: int) -> bool:
+        # Whether a command the caller framed itself (sequence id 0, one chunk, a
+        # payload of payload_length bytes) is what send() would write here: a client
+        # idle, in step, without query attributes or compression.
+        return (
+            self._phase is Phase.COMMAND_IDLE
+            and self.role is Role.CLIENT
+            and not self._omitted_eof
+            and not int(self.capabilities) & _QUERY_ATTRIBUTES
+            and self._framer.__class__ is PacketFramer
+            and self._framer._next_seq == 0
+            and len(framed) == payload_length + 4
+            and len(framed) < MAX_PACKET_CHUNK
+        )
+
     def send_execute(self, event: ComStmtExecute, framed: bytes) -> bytes:
         """
         L{send} a C{ComStmtExecute} with undecoded parameters whose framed
@@ -1224,14 +1239,7 @@ class _Connection:
         raw = event.raw_parameters
         if (
             raw is not None
-            and self._phase is Phase.COMMAND_IDLE
-            and self.role is Role.CLIENT
-            and not self._omitted_eof
-            and not int(self.capabilities) & _QUERY_ATTRIBUTES
-            and self._framer.__class__ is PacketFramer
-            and self._framer._next_seq == 0
-            and len(framed) == len(raw) + 14
-            and len(framed) < MAX_PACKET_CHUNK
+            and self._takes_framed(framed, len(raw) + 10)
             and framed[3] == 0
             and framed[4] == _COM_STMT_EXECUTE
             and int.from_bytes(framed[5:9], "little") == event.statement_id
@@ -1254,16 +1262,7 @@ class _Connection:
         @return: the bytes to write (C{framed}, or C{send(event)} when this
             conversation would frame it differently).
         """
-        if (
-            self._phase is Phase.COMMAND_IDLE
-            and self.role is Role.CLIENT
-            and not self._omitted_eof
-            and not int(self.capabilities) & _QUERY_ATTRIBUTES
-            and self._framer.__class__ is PacketFramer
-            and self._framer._next_seq == 0
-            and len(framed) == len(event.query) + 5
-            and len(framed) < MAX_PACKET_CHUNK
-        ):
+        if self._takes_framed(framed, len(event.query) + 1):
             self.command = event
             self.column_count = 0
             self.columns = []
